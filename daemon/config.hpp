@@ -1,0 +1,57 @@
+#pragma once
+// knosc-syncd's configuration file (TOML). Loading validates every key: an unknown key or a bad value is an
+// error naming the key and its line, so a typo can never silently fall back to a default.
+
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "sync/puller.hpp"
+
+namespace knosc::daemon {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Config {
+  std::string path;  // the file this came from
+
+  // [upstream]
+  std::string base_url;  // e.g. http://127.0.0.1:9000/api
+  std::string username;
+  std::string password_file;     // mode 0600 or stricter; or systemd's $CREDENTIALS_DIRECTORY/password
+  std::string totp_secret_file;  // optional, same rules
+  std::string ca_file;
+  bool verify_tls = true;
+  int connect_timeout_seconds = 10;
+  int transfer_timeout_seconds = 120;
+
+  // [storage]
+  std::string state_dir;
+
+  // [loopback]
+  std::string loopback_host = "127.0.0.1";
+  int loopback_port = 8470;
+
+  // [sync]
+  sync::PullOptions pull;
+
+  // [log]
+  std::string log_level = "info";
+
+  std::string replica_path() const { return state_dir + "/replica.sqlite3"; }
+  std::string lock_path() const { return state_dir + "/knosc-syncd.lock"; }
+};
+
+// Reads and validates the file. Throws ConfigError("FILE:LINE: message").
+Config load_config(const std::string& path);
+
+// Reads a secret file: refused unless it is a regular file with no group or other permissions. Under systemd
+// (LoadCredential=), $CREDENTIALS_DIRECTORY/<credential_name> is used when present instead. Trailing newlines
+// are removed. Throws ConfigError; the secret never appears in a message.
+std::string read_secret(const std::string& path, const std::string& credential_name);
+
+}  // namespace knosc::daemon

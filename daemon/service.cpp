@@ -1,0 +1,236 @@
+#include "daemon/service.hpp"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+
+#include "replica/migrations.hpp"
+#include "replica/writer.hpp"
+#include "sync/http_client.hpp"
+#include "sync/loop_inbox.hpp"
+#include "sync/puller.hpp"
+#include "sync/upstream_session.hpp"
+
+namespace knosc::daemon {
+
+StateDirLock::StateDirLock(const std::string& lock_path) {
+  fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd_ < 0) throw ConfigError(lock_path + ": cannot open the lock file: " + std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd_);
+    fd_ = -1;
+    throw ConfigError("another knosc-syncd is already running on this state directory (" + lock_path +
+                      " is locked)");
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd_, 0) == 0) {
+    [[maybe_unused]] auto n = ::write(fd_, pid.data(), pid.size());
+  }
+}
+
+StateDirLock::~StateDirLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the flock
+}
+
+bool StateDirLock::held_by_someone(const std::string& lock_path) {
+  int fd = ::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0;
+  ::close(fd);
+  return held;
+}
+
+namespace {
+
+std::int64_t unix_now() {
+  return static_cast<std::int64_t>(std::time(nullptr));
+}
+
+// Everything the loop thread owns while the daemon runs.
+struct Runtime {
+  uv_loop_t loop{};
+  std::unique_ptr<replica::ReplicaWriter> writer;
+  std::unique_ptr<sync::LoopInbox> inbox;
+  std::unique_ptr<sync::HttpClient> http;
+  std::unique_ptr<sync::UpstreamSession> session;
+  std::unique_ptr<sync::Puller> puller;
+  uv_signal_t sigterm{}, sigint{};
+  uv_timer_t watchdog{}, progress{};
+  bool watchdog_on = false, progress_on = false;
+  std::uint64_t watchdog_usec = 0;
+  bool stopping = false;
+  bool progress_done_printed = false;
+};
+
+void close_handle(uv_handle_t* h) {
+  if (!uv_is_closing(h)) uv_close(h, nullptr);
+}
+
+void begin_shutdown(Runtime& rt, const char* why) {
+  if (rt.stopping) return;
+  rt.stopping = true;
+  spdlog::info("stopping ({})", why);
+  sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
+  uv_signal_stop(&rt.sigterm);
+  uv_signal_stop(&rt.sigint);
+  // Order: the puller stops issuing work and waits for what is in flight (a page being written commits or
+  // rolls back whole); then HTTP transfers and handles close; then the loop runs out of handles.
+  rt.puller->stop([&rt] {
+    rt.http->close([&rt] {
+      rt.inbox->close();
+      close_handle(reinterpret_cast<uv_handle_t*>(&rt.sigterm));
+      close_handle(reinterpret_cast<uv_handle_t*>(&rt.sigint));
+      if (rt.watchdog_on) close_handle(reinterpret_cast<uv_handle_t*>(&rt.watchdog));
+      if (rt.progress_on) close_handle(reinterpret_cast<uv_handle_t*>(&rt.progress));
+    });
+  });
+}
+
+void print_progress(Runtime& rt, bool final_line) {
+  const auto items = rt.puller->progress();
+  std::size_t done = 0;
+  std::int64_t rows = 0;
+  std::string current;
+  for (const auto& p : items) {
+    if (p.first_pass_done) ++done;
+    rows += p.rows_this_pass;
+    if (p.running && !p.first_pass_done && current.size() < 60)
+      current += (current.empty() ? "" : ", ") + p.resource;
+  }
+  const auto online = rt.puller->online();
+  std::fprintf(stderr, "\r\033[Kfirst sync: %zu/%zu resources complete, %lld rows listed%s%s%s", done,
+               items.size(), static_cast<long long>(rows), current.empty() ? "" : " - now: ", current.c_str(),
+               online && !*online ? " (upstream unreachable, retrying)" : "");
+  if (final_line) std::fputc('\n', stderr);
+  std::fflush(stderr);
+}
+
+}  // namespace
+
+int run_daemon(const Config& config) {
+  std::error_code ec;
+  std::filesystem::create_directories(config.state_dir, ec);
+  if (ec) {
+    spdlog::critical("{}: cannot create the state directory: {}", config.state_dir, ec.message());
+    return 1;
+  }
+  // The replica holds the tenant's data; only the service account may read it.
+  ::chmod(config.state_dir.c_str(), 0700);
+
+  std::unique_ptr<StateDirLock> lock;
+  sync::UpstreamCredentials creds;
+  try {
+    lock = std::make_unique<StateDirLock>(config.lock_path());
+    creds.username = config.username;
+    creds.password = read_secret(config.password_file, "password");
+    if (!config.totp_secret_file.empty())
+      creds.totp_secret = read_secret(config.totp_secret_file, "totp_secret");
+  } catch (const ConfigError& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+
+  Runtime rt;
+  try {
+    auto rep = std::make_unique<replica::Replica>(config.replica_path(), schema::Catalog::builtin(),
+                                                  replica::Replica::Mode::ReadWrite);
+    ::chmod(config.replica_path().c_str(), 0600);
+    rep->set_state("started_at", std::to_string(unix_now()));
+    rep->set_state("online", "false");
+    rt.writer = std::make_unique<replica::ReplicaWriter>(std::move(rep));
+  } catch (const std::exception& e) {
+    spdlog::critical("{}: cannot open the replica: {}", config.replica_path(), e.what());
+    return 1;
+  }
+
+  uv_loop_init(&rt.loop);
+  rt.inbox = std::make_unique<sync::LoopInbox>(&rt.loop);
+  sync::TlsOptions tls{config.verify_tls, config.ca_file};
+  sync::HttpTimeouts timeouts{config.connect_timeout_seconds * 1000L,
+                              config.transfer_timeout_seconds * 1000L};
+  rt.http = std::make_unique<sync::HttpClient>(&rt.loop, tls, timeouts);
+  rt.session = std::make_unique<sync::UpstreamSession>(*rt.http, config.base_url, creds);
+  rt.puller = std::make_unique<sync::Puller>(&rt.loop, *rt.session, *rt.writer, *rt.inbox,
+                                             schema::Catalog::builtin(), config.pull);
+
+  uv_signal_init(&rt.loop, &rt.sigterm);
+  uv_signal_init(&rt.loop, &rt.sigint);
+  rt.sigterm.data = &rt;
+  rt.sigint.data = &rt;
+  uv_signal_start(
+      &rt.sigterm, [](uv_signal_t* s, int) { begin_shutdown(*static_cast<Runtime*>(s->data), "SIGTERM"); },
+      SIGTERM);
+  uv_signal_start(
+      &rt.sigint, [](uv_signal_t* s, int) { begin_shutdown(*static_cast<Runtime*>(s->data), "SIGINT"); },
+      SIGINT);
+
+  // systemd's watchdog: pings come from the loop thread, so a stuck loop stops them; a writer stuck on one
+  // task for longer than the watchdog interval stops them too.
+  if (sd_watchdog_enabled(0, &rt.watchdog_usec) > 0 && rt.watchdog_usec > 0) {
+    rt.watchdog_on = true;
+    uv_timer_init(&rt.loop, &rt.watchdog);
+    rt.watchdog.data = &rt;
+    const std::uint64_t every_ms = std::max<std::uint64_t>(1, rt.watchdog_usec / 2000);
+    uv_timer_start(
+        &rt.watchdog,
+        [](uv_timer_t* t) {
+          auto& r = *static_cast<Runtime*>(t->data);
+          if (r.writer->busy_seconds() * 1e6 < static_cast<double>(r.watchdog_usec)) {
+            sd_notify(0, "WATCHDOG=1");
+          } else {
+            spdlog::error("replica writer has been busy for {:.0f} s; withholding the watchdog ping",
+                          r.writer->busy_seconds());
+          }
+        },
+        every_ms, every_ms);
+  }
+
+  if (::isatty(STDERR_FILENO)) {
+    rt.progress_on = true;
+    uv_timer_init(&rt.loop, &rt.progress);
+    rt.progress.data = &rt;
+    uv_timer_start(
+        &rt.progress,
+        [](uv_timer_t* t) {
+          auto& r = *static_cast<Runtime*>(t->data);
+          if (r.stopping || r.progress_done_printed) return;
+          const bool done = r.puller->all_first_passes_done();
+          print_progress(r, done);
+          if (done) {
+            r.progress_done_printed = true;
+            uv_timer_stop(t);
+          }
+        },
+        1000, 1000);
+  }
+
+  spdlog::info("knosc-syncd {} started: upstream {}, replica {}", KNOSC_VERSION, config.base_url,
+               config.replica_path());
+  rt.puller->start();
+  sd_notify(0, "READY=1\nSTATUS=Replica open; syncing");
+
+  uv_run(&rt.loop, UV_RUN_DEFAULT);
+
+  rt.puller.reset();
+  rt.session.reset();
+  rt.http.reset();
+  rt.inbox.reset();
+  uv_run(&rt.loop, UV_RUN_DEFAULT);  // let the close callbacks of destroyed objects run
+  // Tasks still queued (connectivity notes) finish before the replica closes.
+  rt.writer->stop();
+  rt.writer.reset();
+  if (uv_loop_close(&rt.loop) != 0) spdlog::warn("event loop closed with handles still open");
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace knosc::daemon

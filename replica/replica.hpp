@@ -1,0 +1,134 @@
+#pragma once
+// The SQLite replica: mirrored rows with their content hash, pull-pass checkpoints, deletion candidates and
+// the daemon's small state.
+//
+// Ownership and threads: one Replica opened read-write is owned by the replica writer thread (ReplicaWriter),
+// the only thread that writes the file. Other threads (the status command, later the loopback readers) open
+// their own read-only Replica. SQLite runs in WAL mode so readers never block the writer.
+
+#include <SQLiteCpp/Database.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "replica/record_id.hpp"
+#include "schema/catalog.hpp"
+
+namespace knosc::replica {
+
+using Json = nlohmann::ordered_json;  // keeps upstream key order, so rows are served back as they came
+
+// Where a resource's current pull pass stands; persisted with every page.
+struct PassCursor {
+  std::int64_t generation = 0;
+  int page = 1;  // the page to fetch next (1-based)
+  int page_size = 0;
+  std::optional<RecordId> last_id;  // highest id of the last applied page
+  bool resumed = false;             // an interrupted pass was picked up after a restart
+};
+
+struct PageOutcome {
+  int rows = 0;     // rows listed by the page
+  int written = 0;  // rows inserted or changed in the replica
+  int missed = 0;   // replica rows in the page's id range that it did not list: new deletion candidates
+  int without_id = 0;
+  bool pass_complete = false;
+  PassCursor next;
+};
+
+struct DeleteCandidate {
+  RecordId id;
+  std::optional<RecordId> parent_id;
+  Json body;
+};
+
+struct ResourceStatus {
+  std::string name;
+  std::int64_t rows = 0;
+  std::int64_t generation = 0;
+  bool in_progress = false;
+  int next_page = 0;
+  int pages_done = 0;
+  std::int64_t rows_seen = 0;
+  std::int64_t rows_written = 0;
+  std::optional<std::int64_t> started_at;
+  std::optional<std::int64_t> last_complete_at;
+  std::optional<double> last_pass_seconds;
+  std::optional<std::string> last_error;
+  std::optional<std::int64_t> last_error_at;
+  std::string access = "unknown";
+  std::int64_t pending_deletion_checks = 0;
+  std::int64_t nested_due = 0;
+};
+
+struct ReplicaStatus {
+  int schema_version = 0;
+  std::vector<ResourceStatus> resources;  // in catalog order
+  std::map<std::string, std::string> state;
+};
+
+class Replica {
+ public:
+  enum class Mode { ReadWrite, ReadOnly };
+
+  // Opens (creating and migrating when ReadWrite) the replica at `path`. Throws SchemaTooNew, or
+  // SQLite::Exception with SQLite's message.
+  Replica(const std::string& path, const schema::Catalog& catalog, Mode mode);
+  ~Replica();
+
+  const schema::Catalog& catalog() const { return catalog_; }
+  SQLite::Database& db() { return db_; }
+
+  // Pull passes ------------------------------------------------------------------------------------------
+  // The pass to continue: the interrupted one when it used the same page size, else a new one.
+  PassCursor resume_or_begin_pass(const schema::Resource& res, int page_size, std::int64_t now);
+  // Writes the page's new and changed rows, records rows of its id range it did not list as deletion
+  // candidates, and advances the checkpoint, all in one transaction. `rows` is the page's "rows" array. A
+  // page shorter than the page size completes the pass.
+  PageOutcome apply_page(const schema::Resource& res, const PassCursor& cursor, const Json& rows,
+                         std::int64_t now);
+  void record_pass_error(const schema::Resource& res, const std::string& message, std::int64_t now);
+  void set_access(const schema::Resource& res, const std::string& access, std::int64_t now);
+
+  // Deletion checks
+  // ------------------------------------------------------------------------------------------
+  std::vector<DeleteCandidate> delete_candidates(const schema::Resource& res, std::size_t limit);
+  // Ends a check: `deleted` removes the row (and, for headers with a flat line list, its lines).
+  void resolve_candidate(const schema::Resource& res, const RecordId& id, bool deleted);
+
+  // Nested parts (get-one only keys) -----------------------------------------------------------------------
+  // Rows whose nested parts are missing, stale after a change, or older than the resource's refresh period.
+  std::vector<RecordId> nested_due(const schema::Resource& res, std::int64_t now, std::size_t limit);
+  // Stores the nested keys of a get-one record; returns true when they changed.
+  bool store_nested(const schema::Resource& res, const RecordId& id, const Json& record, std::int64_t now);
+  // Marks a row's nested parts as checked without data (get-one answered NotFound: deletion checks follow).
+  void defer_nested(const schema::Resource& res, const RecordId& id, std::int64_t now);
+
+  // Indexes on the catalog's filterable and sortable keys (expression indexes on the JSON body), created once
+  // a resource's first pass is complete so the initial bulk load does not maintain them row by row.
+  void ensure_indexes(const schema::Resource& res);
+
+  // Reading
+  // --------------------------------------------------------------------------------------------------
+  std::optional<Json> row(const schema::Resource& res, const RecordId& id);
+  std::int64_t count(const schema::Resource& res);
+  ReplicaStatus status(std::int64_t now);
+
+  void set_state(const std::string& key, const std::string& value);
+  std::optional<std::string> state(const std::string& key);
+
+ private:
+  void prepare_statements();
+
+  const schema::Catalog& catalog_;
+  SQLite::Database db_;
+  struct Statements;
+  std::unique_ptr<Statements> st_;
+};
+
+}  // namespace knosc::replica

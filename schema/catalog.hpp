@@ -1,0 +1,75 @@
+#pragma once
+// The resource catalog: what knosc-syncd knows about each Knosc list resource, loaded from
+// schema/catalog.toml (compiled into the binary). Immutable after loading, so any thread may read it.
+
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace knosc::schema {
+
+enum class IdType { Integer, String };
+enum class GetOneShape { None, Data, RowsObject };
+enum class DeleteCheck { GetOne, ParentGetOne, FilterByKey };
+enum class ConflictPolicy { Merge, ServerWins, ClientWins, Manual };
+
+struct SortSpec {
+  std::string key;
+  bool descending = false;
+};
+
+struct Resource {
+  std::string name;  // route name after /api/, e.g. "purchase-order"
+  IdType id_type = IdType::Integer;
+  std::vector<std::string> business_key;
+  std::string module;  // privilege module, e.g. "Procurement"
+  SortSpec default_sort;
+  GetOneShape get_one = GetOneShape::Data;
+  std::string not_found_code;
+  DeleteCheck delete_check = DeleteCheck::GetOne;
+  bool warehouse_scoped = false;
+  std::vector<std::string> nested;  // keys only the get-one record carries
+  int nested_refresh_hours = 24;
+  std::string parent;      // flat line lists: the header resource
+  std::string parent_key;  // flat line lists: key of the header's id in a line row
+  std::string lines;       // headers with a flat line list: that list's resource name
+  std::vector<std::string> filterable;
+  std::vector<std::string> sortable;
+  int pull_interval_seconds = 300;
+  ConflictPolicy conflict_policy = ConflictPolicy::Merge;
+  std::vector<std::string> manual_fields;
+  bool mirror = true;
+
+  std::string route() const { return "/" + name; }
+  bool has_nested() const { return !nested.empty(); }
+  bool is_line_list() const { return !parent.empty(); }
+};
+
+// A catalog that cannot be used; the message names the key and its line.
+class CatalogError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Catalog {
+ public:
+  // The catalog compiled into this binary.
+  static const Catalog& builtin();
+  // Parses catalog text; `source` names it in error messages. Throws CatalogError.
+  static Catalog parse(std::string_view toml_text, std::string_view source);
+
+  const std::vector<Resource>& resources() const { return resources_; }
+  const Resource* find(std::string_view name) const;
+  const Resource& at(std::string_view name) const;  // throws CatalogError when unknown
+
+ private:
+  std::vector<Resource> resources_;
+  std::map<std::string, std::size_t, std::less<>> by_name_;
+};
+
+std::string_view to_string(ConflictPolicy p);
+
+}  // namespace knosc::schema

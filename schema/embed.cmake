@@ -1,0 +1,11 @@
+# Writes a C++ file holding the catalog text and the ordered migrations as raw string literals.
+file(READ ${CATALOG} catalog_text)
+set(body "// Generated from schema/catalog.toml and schema/migrations/*.sql; do not edit.\n#include <string_view>\n#include <vector>\nnamespace knosc::schema::embedded {\n")
+string(APPEND body "extern const std::string_view kCatalog;\nconst std::string_view kCatalog = R\"knosc_embed(${catalog_text})knosc_embed\";\n")
+string(APPEND body "extern const std::vector<std::string_view> kMigrations;\nconst std::vector<std::string_view> kMigrations = {\n")
+foreach(m IN LISTS MIGRATIONS)
+  file(READ ${m} sql)
+  string(APPEND body "R\"knosc_embed(${sql})knosc_embed\",\n")
+endforeach()
+string(APPEND body "};\n}  // namespace knosc::schema::embedded\n")
+file(WRITE ${OUT} "${body}")

@@ -1,0 +1,147 @@
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "daemon/config.hpp"
+
+using knosc::daemon::ConfigError;
+using knosc::daemon::load_config;
+using knosc::daemon::read_secret;
+
+namespace {
+struct TempFiles {
+  std::filesystem::path dir;
+  TempFiles() {
+    std::random_device rd;
+    dir =
+        std::filesystem::temp_directory_path() / ("knosc-cfg-" + std::to_string(rd()) + std::to_string(rd()));
+    std::filesystem::create_directories(dir);
+  }
+  ~TempFiles() { std::filesystem::remove_all(dir); }
+  std::string write(const std::string& name, const std::string& text, mode_t mode = 0600) {
+    auto p = (dir / name).string();
+    std::ofstream(p) << text;
+    ::chmod(p.c_str(), mode);
+    return p;
+  }
+};
+
+const std::string kGood = R"(
+[upstream]
+base_url = "http://127.0.0.1:9000/api/"
+username = "sync@acme.example"
+password_file = "/run/secret"
+
+[storage]
+state_dir = "/var/lib/knosc-syncd"
+
+[loopback]
+host = "127.0.0.1"
+port = 8470
+
+[sync]
+interval_seconds = 60
+page_size = 1000
+
+[sync.resources.purchase-order]
+interval_seconds = 30
+
+[sync.resources.role]
+enabled = false
+)";
+
+std::string error_of(const std::string& text) {
+  TempFiles f;
+  auto p = f.write("c.toml", text);
+  try {
+    load_config(p);
+  } catch (const ConfigError& e) {
+    std::string m = e.what();
+    return m.substr(m.find(".toml") + 5);  // drop the temporary directory
+  }
+  return "(accepted)";
+}
+}  // namespace
+
+TEST_CASE("a complete config file loads") {
+  TempFiles f;
+  auto c = load_config(f.write("c.toml", kGood));
+  CHECK(c.base_url == "http://127.0.0.1:9000/api");  // trailing slash removed
+  CHECK(c.username == "sync@acme.example");
+  CHECK(c.loopback_port == 8470);
+  CHECK(c.pull.page_size == 1000);
+  CHECK(c.pull.interval_seconds == 60);
+  CHECK(c.pull.resources.at("purchase-order").interval_seconds == 30);
+  CHECK_FALSE(c.pull.resources.at("role").enabled);
+  CHECK(c.verify_tls);
+  CHECK(c.replica_path() == "/var/lib/knosc-syncd/replica.sqlite3");
+}
+
+TEST_CASE("config mistakes name the key and the line") {
+  struct Case {
+    std::string text;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {kGood + "\n[extra]\n", ":24: unknown key extra"},
+      {"[upstream]\nbase_url = \"http://x/api\"\nusername = \"u\"\npassword_file = \"p\"\npasword = "
+       "\"oops\"\n[storage]\nstate_dir = \"/s\"\n",
+       ":5: unknown key upstream.pasword"},
+      {"[upstream]\nbase_url = \"ftp://x\"\nusername = \"u\"\npassword_file = \"p\"\n[storage]\nstate_dir = "
+       "\"/s\"\n",
+       ":2: upstream.base_url must start with http:// or https://"},
+      {"[upstream]\nbase_url = \"http://x\"\nusername = \"u\"\npassword_file = \"p\"\n[storage]\nstate_dir = "
+       "\"/s\"\n[sync]\npage_size = 5000\n",
+       ":8: sync.page_size must be between 1 and 1000 (got 5000)"},
+      {"[upstream]\nbase_url = \"http://x\"\nusername = \"u\"\npassword_file = \"p\"\n[storage]\nstate_dir = "
+       "\"/s\"\n[loopback]\nport = \"80\"\n",
+       ":8: loopback.port must be an integer"},
+      {"[upstream]\nbase_url = \"http://x\"\nusername = \"u\"\npassword_file = \"p\"\n[storage]\nstate_dir = "
+       "\"/s\"\n[sync.resources.pruchase-order]\nenabled = true\n",
+       ":7: sync.resources.pruchase-order is not a resource knosc-syncd knows"},
+      {"[upstream]\nbase_url = \"http://x\"\nusername = \"u\"\npassword_file = \"p\"\n[storage]\nstate_dir = "
+       "\"/s\"\n[sync.resources.item-master]\nenabld = true\n",
+       ":8: unknown key sync.resources.item-master.enabld"},
+      {"[upstream]\nbase_url = \"http://x\"\nusername = \"u\"\npassword_file = \"p\"\n",
+       ": the [storage] table is required"},
+      {"[upstream]\nusername = \"u\"\npassword_file = \"p\"\n[storage]\nstate_dir = \"/s\"\n",
+       ": upstream.base_url is required"},
+      {"[upstream\n", ":1: "},
+      {"[upstream]\nbase_url = \"http://x\"\nusername = \"u\"\npassword_file = \"p\"\n[storage]\nstate_dir = "
+       "\"/s\"\n[log]\nlevel = \"loud\"\n",
+       ":8: log.level must be one of"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.text);
+    CHECK_THAT(error_of(c.text), Catch::Matchers::StartsWith(c.expected));
+  }
+}
+
+TEST_CASE("secret files must be 0600 or stricter and never appear in messages") {
+  TempFiles f;
+  auto good = f.write("pw", "s3cret-value\n", 0600);
+  CHECK(read_secret(good, "password") == "s3cret-value");
+  auto loose = f.write("pw2", "s3cret-value\n", 0644);
+  try {
+    read_secret(loose, "password");
+    FAIL("accepted a world-readable secret");
+  } catch (const ConfigError& e) {
+    std::string m = e.what();
+    CHECK_THAT(m, Catch::Matchers::Contains("mode 0644") && Catch::Matchers::Contains("0600 or stricter"));
+    CHECK(m.find("s3cret") == std::string::npos);
+  }
+  CHECK_THROWS_AS(read_secret(f.write("empty", "", 0600), "password"), ConfigError);
+  CHECK_THROWS_AS(read_secret((f.dir / "missing").string(), "password"), ConfigError);
+}
+
+TEST_CASE("under systemd the credential directory supplies the secret") {
+  TempFiles f;
+  f.write("password", "from-systemd\n", 0400);
+  ::setenv("CREDENTIALS_DIRECTORY", f.dir.c_str(), 1);
+  CHECK(read_secret("/nonexistent/pw", "password") == "from-systemd");
+  ::unsetenv("CREDENTIALS_DIRECTORY");
+}

@@ -1,0 +1,301 @@
+#include <SQLiteCpp/Database.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <random>
+
+#include "replica/content_hash.hpp"
+#include "replica/migrations.hpp"
+#include "replica/replica.hpp"
+
+using namespace knosc;
+using replica::Json;
+using replica::RecordId;
+using replica::Replica;
+
+namespace {
+
+// A fresh directory per test, removed afterwards.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    std::random_device rd;
+    path = std::filesystem::temp_directory_path() /
+           ("knosc-test-" + std::to_string(rd()) + std::to_string(rd()));
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+Json item(std::int64_t id, const std::string& desc = "widget") {
+  Json j;
+  j["id"] = id;
+  j["Item Number"] = "ITEM-" + std::to_string(id);
+  j["Item Description"] = desc;
+  return j;
+}
+
+Json rows_of(std::initializer_list<Json> rows) {
+  Json a = Json::array();
+  for (const auto& r : rows)
+    a.push_back(r);
+  return a;
+}
+
+const schema::Resource& items() {
+  return schema::Catalog::builtin().at("item-master");
+}
+
+// Runs a whole pass over `pages` (each a rows array), returning the last outcome.
+replica::PageOutcome run_pass(Replica& rep, const schema::Resource& res, const std::vector<Json>& pages,
+                              int page_size, std::int64_t now = 1000) {
+  auto cursor = rep.resume_or_begin_pass(res, page_size, now);
+  replica::PageOutcome out;
+  for (const auto& page : pages) {
+    out = rep.apply_page(res, cursor, page, now);
+    cursor = out.next;
+    if (out.pass_complete) break;
+  }
+  return out;
+}
+
+std::vector<std::int64_t> candidate_ids(Replica& rep, const schema::Resource& res) {
+  std::vector<std::int64_t> ids;
+  for (const auto& c : rep.delete_candidates(res, 1000))
+    ids.push_back(std::get<std::int64_t>(c.id));
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("migrations: a new replica reaches the newest version; reopening changes nothing") {
+  TempDir dir;
+  {
+    Replica rep(dir.file("r.db"), schema::Catalog::builtin(), Replica::Mode::ReadWrite);
+    CHECK(replica::schema_version(rep.db()) == static_cast<int>(replica::builtin_migrations().size()));
+    CHECK(rep.db().execAndGet("PRAGMA journal_mode").getString() == "wal");
+  }
+  SQLite::Database db(dir.file("r.db"), SQLite::OPEN_READWRITE);
+  CHECK(replica::migrate(db, replica::builtin_migrations()) ==
+        static_cast<int>(replica::builtin_migrations().size()));
+}
+
+TEST_CASE("migrations: each step commits with its version or not at all") {
+  TempDir dir;
+  SQLite::Database db(dir.file("m.db"), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+  std::vector<std::string_view> steps = {"CREATE TABLE a (x INTEGER);",
+                                         "CREATE TABLE b (y INTEGER); SELECT * FROM nowhere;"};
+  CHECK_THROWS(replica::migrate(db, steps));
+  CHECK(replica::schema_version(db) == 1);  // step 1 committed, step 2 rolled back whole
+  CHECK(db.tableExists("a"));
+  CHECK_FALSE(db.tableExists("b"));
+  steps[1] = "CREATE TABLE b (y INTEGER);";
+  CHECK(replica::migrate(db, steps) == 1);
+  CHECK(replica::schema_version(db) == 2);
+}
+
+TEST_CASE("migrations: a replica from a newer knosc-syncd is refused with a clear message") {
+  TempDir dir;
+  {
+    SQLite::Database db(dir.file("new.db"), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec("PRAGMA user_version = 999");
+  }
+  try {
+    Replica rep(dir.file("new.db"), schema::Catalog::builtin(), Replica::Mode::ReadWrite);
+    FAIL("opened");
+  } catch (const replica::SchemaTooNew& e) {
+    CHECK_THAT(e.what(),
+               Catch::Matchers::Contains("version 999") && Catch::Matchers::Contains("knows only up to"));
+  }
+}
+
+TEST_CASE("content hash depends on content only") {
+  Json a = Json::parse(R"({"id": 1, "Qty": 5, "Name": "x"})");
+  Json b = Json::parse(R"({ "id":1,"Qty":5.0,"Name":"x" })");
+  CHECK(replica::content_hash(a) == replica::content_hash(b));  // formatting and 5 vs 5.0 do not matter
+  CHECK(replica::content_hash(a) !=
+        replica::content_hash(Json::parse(R"({"id": 1, "Qty": 6, "Name": "x"})")));
+  CHECK(replica::content_hash(Json::parse(R"({"a":"bc"})")) !=
+        replica::content_hash(Json::parse(R"({"ab":"c"})")));
+  CHECK(replica::content_hash(Json::parse(R"({"a":null})")) !=
+        replica::content_hash(Json::parse(R"({"a":""})")));
+  CHECK(replica::content_hash(Json::parse(R"([1,[2]])")) != replica::content_hash(Json::parse(R"([[1],2])")));
+}
+
+TEST_CASE("a pass writes new and changed rows only; an unchanged pass writes no row") {
+  TempDir dir;
+  Replica rep(dir.file("r.db"), schema::Catalog::builtin(), Replica::Mode::ReadWrite);
+  const auto& res = items();
+  auto out = run_pass(rep, res, {rows_of({item(1), item(2)}), rows_of({item(3)})}, 2);
+  CHECK(out.pass_complete);
+  CHECK(rep.count(res) == 3);
+
+  const int changes_before = rep.db().getTotalChanges();
+  auto cursor = rep.resume_or_begin_pass(res, 2, 2000);
+  auto p1 = rep.apply_page(res, cursor, rows_of({item(1), item(2)}), 2000);
+  auto p2 = rep.apply_page(res, p1.next, rows_of({item(3)}), 2000);
+  CHECK(p1.written + p2.written == 0);
+  CHECK(p2.pass_complete);
+  // Only the checkpoint row is written: begin, two pages.
+  CHECK(rep.db().getTotalChanges() - changes_before == 3);
+
+  out = run_pass(rep, res, {rows_of({item(1), item(2, "changed")}), rows_of({item(3)})}, 2);
+  CHECK(rep.row(res, RecordId{std::int64_t{2}})->at("Item Description") == "changed");
+  CHECK(rep.status(0).resources.size() > 0);
+}
+
+TEST_CASE("rows kept as upstream sent them, custom columns and key order included") {
+  TempDir dir;
+  Replica rep(dir.file("r.db"), schema::Catalog::builtin(), Replica::Mode::ReadWrite);
+  Json row = Json::parse(
+      R"({"id": 7, "Zeta": 1, "Item Number": "ITEM-7", "My Custom Field": "custom-value-here", "Alpha": null})");
+  run_pass(rep, items(), {rows_of({row})}, 10);
+  CHECK(rep.row(items(), RecordId{std::int64_t{7}})->dump() == row.dump());
+}
+
+TEST_CASE("a restart resumes the pass at the next page; a new page size starts over") {
+  TempDir dir;
+  const auto& res = items();
+  {
+    Replica rep(dir.file("r.db"), schema::Catalog::builtin(), Replica::Mode::ReadWrite);
+    auto c = rep.resume_or_begin_pass(res, 2, 100);
+    CHECK_FALSE(c.resumed);
+    auto o = rep.apply_page(res, c, rows_of({item(1), item(2)}), 100);
+    CHECK_FALSE(o.pass_complete);
+  }
+  Replica rep(dir.file("r.db"), schema::Catalog::builtin(), Replica::Mode::ReadWrite);
+  auto c = rep.resume_or_begin_pass(res, 2, 200);
+  CHECK(c.resumed);
+  CHECK(c.page == 2);
+  CHECK(c.last_id == std::optional<RecordId>(RecordId{std::int64_t{2}}));
+  // Applying a page out of turn is refused rather than corrupting the checkpoint.
+  auto stale = c;
+  stale.page = 5;
+  CHECK_THROWS_AS(rep.apply_page(res, stale, rows_of({item(9)}), 200), std::logic_error);
+
+  auto other = rep.resume_or_begin_pass(res, 3, 300);
+  CHECK_FALSE(other.resumed);
+  CHECK(other.page == 1);
+  CHECK(other.generation == c.generation + 1);
+}
+
+TEST_CASE("rows a pass misses become deletion candidates, within the range each page covered") {
+  TempDir dir;
+  Replica rep(dir.file("r.db"), schema::Catalog::builtin(), Replica::Mode::ReadWrite);
+  const auto& res = items();
+  run_pass(rep, res, {rows_of({item(1), item(2)}), rows_of({item(3), item(4)}), rows_of({item(5)})}, 2);
+  REQUIRE(candidate_ids(rep, res).empty());
+
+  SECTION("a row deleted upstream") {
+    run_pass(rep, res, {rows_of({item(1), item(2)}), rows_of({item(4), item(5)}), rows_of({})}, 2);
+    CHECK(candidate_ids(rep, res) == std::vector<std::int64_t>{3});
+  }
+  SECTION("rows shifting between pages while someone deletes row 1: row 3 is skipped by the paging") {
+    // Page 1 was read before the delete, page 2 after: row 3 moved into page 1's offsets and was never
+    // listed.
+    run_pass(rep, res, {rows_of({item(1), item(2)}), rows_of({item(4), item(5)}), rows_of({})}, 2);
+    auto c = candidate_ids(rep, res);
+    CHECK(c == std::vector<std::int64_t>{3});
+    // It is only a candidate: the row stays until a GET says NotFound.
+    CHECK(rep.count(res) == 5);
+    rep.resolve_candidate(res, RecordId{std::int64_t{3}}, false);
+    CHECK(rep.count(res) == 5);
+    CHECK(candidate_ids(rep, res).empty());
+  }
+  SECTION("rows at the end of the list") {
+    run_pass(rep, res, {rows_of({item(1), item(2)}), rows_of({item(3)})}, 2);
+    CHECK(candidate_ids(rep, res) == std::vector<std::int64_t>{4, 5});
+    rep.resolve_candidate(res, RecordId{std::int64_t{4}}, true);
+    CHECK(rep.count(res) == 4);
+    CHECK_FALSE(rep.row(res, RecordId{std::int64_t{4}}).has_value());
+  }
+  SECTION("an empty list makes every row a candidate, none deleted yet") {
+    run_pass(rep, res, {rows_of({})}, 2);
+    CHECK(candidate_ids(rep, res).size() == 5);
+    CHECK(rep.count(res) == 5);
+  }
+}
+
+TEST_CASE("deleting a header removes its flat lines with it") {
+  TempDir dir;
+  Replica rep(dir.file("r.db"), schema::Catalog::builtin(), Replica::Mode::ReadWrite);
+  const auto& po = schema::Catalog::builtin().at("purchase-order");
+  const auto& lines = schema::Catalog::builtin().at("purchase-order-details");
+  run_pass(rep, po, {rows_of({Json::parse(R"({"id": 42, "PO List Number": "PO-1"})")})}, 10);
+  run_pass(rep, lines,
+           {rows_of({Json::parse(R"({"id": 101, "Purchase Order Id": 42})"),
+                     Json::parse(R"({"id": 102, "Purchase Order Id": 42})"),
+                     Json::parse(R"({"id": 103, "Purchase Order Id": 43})")})},
+           10);
+  REQUIRE(rep.count(lines) == 3);
+  run_pass(rep, po, {rows_of({})}, 10);
+  REQUIRE(rep.delete_candidates(po, 10).size() == 1);
+  rep.resolve_candidate(po, RecordId{std::int64_t{42}}, true);
+  CHECK(rep.count(po) == 0);
+  CHECK(rep.count(lines) == 1);
+  auto cands = rep.delete_candidates(lines, 10);
+  CHECK(cands.empty());
+}
+
+TEST_CASE("nested parts are due for new and changed rows and on their refresh period") {
+  TempDir dir;
+  Replica rep(dir.file("r.db"), schema::Catalog::builtin(), Replica::Mode::ReadWrite);
+  const auto& mo = schema::Catalog::builtin().at("manufacturing-order");
+  auto header = [](std::int64_t id, const std::string& status) {
+    Json j;
+    j["id"] = id;
+    j["MO List Number"] = "MO-" + std::to_string(id);
+    j["MO List Document Status"] = status;
+    return j;
+  };
+  run_pass(rep, mo, {rows_of({header(1, "Open"), header(2, "Open")})}, 10, 1000);
+  CHECK(rep.nested_due(mo, 1000, 10).size() == 2);
+  Json rec = header(1, "Open");
+  rec["details"] = Json::parse(R"([{"id": 301, "MO Details Quantity": 500}])");
+  CHECK(rep.store_nested(mo, RecordId{std::int64_t{1}}, rec, 1000));
+  CHECK_FALSE(rep.store_nested(mo, RecordId{std::int64_t{1}}, rec, 1001));  // same content: no change
+  rep.defer_nested(mo, RecordId{std::int64_t{2}}, 1000);
+  CHECK(rep.nested_due(mo, 1002, 10).empty());
+  // A changed header makes its lines due again; so does the refresh period.
+  run_pass(rep, mo, {rows_of({header(1, "Closed"), header(2, "Open")})}, 10, 1003);
+  auto due = rep.nested_due(mo, 1004, 10);
+  REQUIRE(due.size() == 1);
+  CHECK(due[0] == RecordId{std::int64_t{1}});
+  CHECK(rep.nested_due(mo, 1000 + 25 * 3600, 10).size() == 2);
+}
+
+TEST_CASE("string ids (issue-tracker tickets) work end to end") {
+  TempDir dir;
+  Replica rep(dir.file("r.db"), schema::Catalog::builtin(), Replica::Mode::ReadWrite);
+  const auto& t = schema::Catalog::builtin().at("issue-tracker-tickets");
+  run_pass(rep, t,
+           {rows_of({Json::parse(R"({"id": "TKT-001", "Title": "a"})"),
+                     Json::parse(R"({"id": "TKT-002", "Title": "b"})")})},
+           10);
+  run_pass(rep, t, {rows_of({Json::parse(R"({"id": "TKT-001", "Title": "a"})")})}, 10);
+  auto c = rep.delete_candidates(t, 10);
+  REQUIRE(c.size() == 1);
+  CHECK(std::get<std::string>(c[0].id) == "TKT-002");
+  CHECK(c[0].body.at("Title") == "b");
+}
+
+TEST_CASE("indexes on filterable and sortable keys are created once") {
+  TempDir dir;
+  Replica rep(dir.file("r.db"), schema::Catalog::builtin(), Replica::Mode::ReadWrite);
+  rep.ensure_indexes(items());
+  rep.ensure_indexes(items());
+  const int n =
+      rep.db()
+          .execAndGet("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'rx_%'")
+          .getInt();
+  CHECK(n == 4);  // Item Number, Item Description, Item Type, Item Status
+  // The planner uses them for a filter on a key.
+  std::string plan;
+  SQLite::Statement q(rep.db(),
+                      "EXPLAIN QUERY PLAN SELECT body FROM record WHERE resource = 'item-master' AND "
+                      "json_extract(body, '$.\"Item Type\"') = 'Component'");
+  while (q.executeStep())
+    plan += q.getColumn(3).getString() + "\n";
+  CHECK_THAT(plan, Catch::Matchers::Contains("USING INDEX rx_"));
+}

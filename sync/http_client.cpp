@@ -301,7 +301,6 @@ struct HttpClient::Impl {
     const HttpRequest& rq = t.request;
     bool ok = true;
     auto set = [&](CURLoption opt, auto value) { ok = ok && curl_easy_setopt(e, opt, value) == CURLE_OK; };
-    set(CURLOPT_PRIVATE, static_cast<void*>(&t));
     set(CURLOPT_URL, rq.url.c_str());
     set(CURLOPT_PROTOCOLS_STR, "http,https");
     set(CURLOPT_NOSIGNAL, 1L);  // no SIGALRM-based resolver timeouts: the daemon has other threads

@@ -53,7 +53,8 @@ class UpstreamSession {
   UpstreamSession(HttpClient& http, std::string base_url, UpstreamCredentials credentials, Clock clock = {});
 
   // METHOD base_url + path (path begins with "/", may carry a query). Logs in first when there is no
-  // session; on 401 refreshes (or logs in again when refresh fails) once and repeats the call once.
+  // session; on 401 refreshes (or logs in again when refresh fails) once and repeats the call once. A 422
+  // CSRF.Invalid (the CSRF cookie no longer matches the session) is recovered the same way, by a new login.
   // Calls made while a login or refresh is in flight wait for it; only one login/refresh runs at a time.
   void call(std::string method, std::string path, std::string json_body, std::function<void(ApiResult)> done);
 

@@ -142,6 +142,7 @@ Config load_config(const std::string& path) {
     c.pull.page_size = r.integer("page_size", 1, 1000).value_or(c.pull.page_size);
     c.pull.max_concurrent_requests =
         r.integer("max_concurrent_requests", 1, 64).value_or(c.pull.max_concurrent_requests);
+    c.pull.nested_refresh_seconds = r.integer("nested_refresh_seconds", 1, 30 * 24 * 3600);
     if (auto ms = r.integer("backoff_base_ms", 10, 3'600'000))
       c.pull.backoff.base = std::chrono::milliseconds(*ms);
     if (auto ms = r.integer("backoff_cap_ms", 10, 24 * 3'600'000))
@@ -161,6 +162,7 @@ Config load_config(const std::string& path) {
         s.enabled = rr.boolean("enabled").value_or(true);
         s.interval_seconds = rr.integer("interval_seconds", 1, 7 * 24 * 3600);
         s.page_size = rr.integer("page_size", 1, 1000);
+        s.nested_refresh_seconds = rr.integer("nested_refresh_seconds", 1, 30 * 24 * 3600);
         rr.reject_unknown();
         c.pull.resources[name] = s;
       }

@@ -49,7 +49,7 @@ int cmd_status(const std::string& config_path, bool as_json) {
   try {
     replica::Replica rep(config.replica_path(), schema::Catalog::builtin(), replica::Replica::Mode::ReadOnly);
     const auto now = static_cast<std::int64_t>(std::time(nullptr));
-    const auto st = rep.status(now);
+    const auto st = rep.status();
     const bool running = daemon::StateDirLock::held_by_someone(config.lock_path());
     if (as_json) {
       std::cout << daemon::status_json(st, running).dump(2) << "\n";

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "replica/content_hash.hpp"
+#include "replica/list_query.hpp"
 #include "replica/migrations.hpp"
 
 namespace knosc::replica {
@@ -67,15 +68,6 @@ bool id_less(const RecordId& a, const RecordId& b) {
 struct IdLess {
   bool operator()(const RecordId& a, const RecordId& b) const { return id_less(a, b); }
 };
-
-std::string sql_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    out += c;
-    if (c == '\'') out += '\'';
-  }
-  return out + "'";
-}
 
 }  // namespace
 
@@ -377,14 +369,15 @@ void Replica::resolve_candidate(const schema::Resource& res, const RecordId& id,
   tx.commit();
 }
 
-std::vector<RecordId> Replica::nested_due(const schema::Resource& res, std::int64_t now, std::size_t limit) {
+std::vector<RecordId> Replica::nested_due(const schema::Resource& res, std::int64_t fetched_before,
+                                          std::size_t limit) {
   std::vector<RecordId> out;
   if (!res.has_nested()) return out;
   SQLite::Statement q(db_,
                       "SELECT id FROM record WHERE resource = ?1 AND (nested_at IS NULL OR nested_at < ?2) "
                       "ORDER BY nested_at IS NOT NULL, nested_at, id LIMIT ?3");
   q.bind(1, res.name);
-  q.bind(2, static_cast<std::int64_t>(now - static_cast<std::int64_t>(res.nested_refresh_hours) * 3600));
+  q.bind(2, fetched_before);
   q.bind(3, static_cast<std::int64_t>(limit));
   while (q.executeStep())
     if (auto id = column_id(q.getColumn(0))) out.push_back(*id);
@@ -433,9 +426,10 @@ void Replica::ensure_indexes(const schema::Resource& res) {
   keys.insert(res.sortable.begin(), res.sortable.end());
   if (res.default_sort.key != "id") keys.insert(res.default_sort.key);
   for (const auto& key : keys) {
-    if (key.find('"') != std::string::npos) continue;  // cannot be named in a JSON path; served by scan
-    const std::string name = "rx_" + std::to_string(content_hash(std::string_view(res.name + "\x1f" + key)));
-    const std::string expr = "json_extract(body, " + sql_quote("$.\"" + key + "\"") + ")";
+    if (!json_key_supported(key)) continue;  // cannot be named in a JSON path; served by scan
+    const std::string name = expression_index_name(res.name, key);
+    // The list queries spell the key the same way (json_key_sql), which is what lets SQLite use this index.
+    const std::string expr = json_key_sql(key);
     db_.exec("CREATE INDEX IF NOT EXISTS " + name + " ON record (" + expr +
              ") WHERE resource = " + sql_quote(res.name));
   }
@@ -456,7 +450,7 @@ std::int64_t Replica::count(const schema::Resource& res) {
   return q.getColumn(0).getInt64();
 }
 
-ReplicaStatus Replica::status(std::int64_t now) {
+ReplicaStatus Replica::status() {
   ReplicaStatus s;
   s.schema_version = schema_version(db_);
   std::map<std::string, std::int64_t> counts, pending, due;
@@ -477,10 +471,10 @@ ReplicaStatus Replica::status(std::int64_t now) {
     r.rows = counts[res.name];
     r.pending_deletion_checks = pending[res.name];
     if (res.has_nested()) {
-      SQLite::Statement q(
-          db_, "SELECT COUNT(*) FROM record WHERE resource = ?1 AND (nested_at IS NULL OR nested_at < ?2)");
+      // Only parts never fetched or invalidated by a change count as due here; periodic refreshes depend on
+      // the running daemon's settings.
+      SQLite::Statement q(db_, "SELECT COUNT(*) FROM record WHERE resource = ?1 AND nested_at IS NULL");
       q.bind(1, res.name);
-      q.bind(2, static_cast<std::int64_t>(now - static_cast<std::int64_t>(res.nested_refresh_hours) * 3600));
       q.executeStep();
       r.nested_due = q.getColumn(0).getInt64();
     }

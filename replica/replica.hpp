@@ -102,8 +102,10 @@ class Replica {
   void resolve_candidate(const schema::Resource& res, const RecordId& id, bool deleted);
 
   // Nested parts (get-one only keys) -----------------------------------------------------------------------
-  // Rows whose nested parts are missing, stale after a change, or older than the resource's refresh period.
-  std::vector<RecordId> nested_due(const schema::Resource& res, std::int64_t now, std::size_t limit);
+  // Rows whose nested parts are missing, stale after a change, or were fetched before `fetched_before` (Knosc
+  // gives no sign when only lines change, so nested parts are fetched again periodically), oldest first.
+  std::vector<RecordId> nested_due(const schema::Resource& res, std::int64_t fetched_before,
+                                   std::size_t limit);
   // Stores the nested keys of a get-one record; returns true when they changed.
   bool store_nested(const schema::Resource& res, const RecordId& id, const Json& record, std::int64_t now);
   // Marks a row's nested parts as checked without data (get-one answered NotFound: deletion checks follow).
@@ -117,7 +119,7 @@ class Replica {
   // --------------------------------------------------------------------------------------------------
   std::optional<Json> row(const schema::Resource& res, const RecordId& id);
   std::int64_t count(const schema::Resource& res);
-  ReplicaStatus status(std::int64_t now);
+  ReplicaStatus status();
 
   void set_state(const std::string& key, const std::string& value);
   std::optional<std::string> state(const std::string& key);

@@ -50,6 +50,8 @@ struct Puller::Task {
   const schema::Resource* res = nullptr;
   int interval_seconds = 300;
   int page_size = 500;
+  std::int64_t nested_refresh_seconds = 24 * 3600;
+  std::optional<std::int64_t> nested_cutoff;  // set while the nested phase of a pass runs
   Phase phase = Phase::Idle;
   Clock::time_point due{};
   int failures = 0;
@@ -87,9 +89,12 @@ Puller::Puller(uv_loop_t* loop, UpstreamSession& session, replica::ReplicaWriter
     t->res = &res;
     t->interval_seconds = options_.interval_seconds.value_or(res.pull_interval_seconds);
     t->page_size = options_.page_size;
+    t->nested_refresh_seconds = options_.nested_refresh_seconds.value_or(res.nested_refresh_hours * 3600);
     if (settings != options_.resources.end()) {
       if (settings->second.interval_seconds) t->interval_seconds = *settings->second.interval_seconds;
       if (settings->second.page_size) t->page_size = std::clamp(*settings->second.page_size, 1, 1000);
+      if (settings->second.nested_refresh_seconds)
+        t->nested_refresh_seconds = *settings->second.nested_refresh_seconds;
     }
     tasks_.push_back(std::move(t));
   }
@@ -245,6 +250,7 @@ void Puller::note_link(const ApiResult& r) {
 
 void Puller::start_pass(Task& t) {
   t.phase = Phase::Listing;
+  t.nested_cutoff.reset();
   t.pages = 0;
   t.rows = 0;
   t.written = 0;
@@ -501,9 +507,13 @@ void Puller::fetch_nested(Task& t) {
   }
   const auto* res = t.res;
   const std::size_t batch = options_.batch;
-  to_writer([this, &t, res, batch](replica::Replica& rep) {
+  // The cut-off is fixed when the phase starts, so parts fetched during it are not due again in the same pass
+  // however short the refresh period.
+  if (!t.nested_cutoff) t.nested_cutoff = unix_now() - t.nested_refresh_seconds;
+  const std::int64_t cutoff = *t.nested_cutoff;
+  to_writer([this, &t, res, batch, cutoff](replica::Replica& rep) {
     try {
-      auto ids = rep.nested_due(*res, unix_now(), batch);
+      auto ids = rep.nested_due(*res, cutoff, batch);
       inbox_.post([this, &t, ids = std::move(ids)] {
         writer_done();
         if (stopping_) return;

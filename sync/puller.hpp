@@ -29,8 +29,9 @@ namespace knosc::sync {
 
 struct ResourcePullSettings {
   bool enabled = true;
-  std::optional<int> interval_seconds;  // overrides the catalog's pull_interval_seconds
-  std::optional<int> page_size;         // overrides PullOptions::page_size
+  std::optional<int> interval_seconds;        // overrides the catalog's pull_interval_seconds
+  std::optional<int> page_size;               // overrides PullOptions::page_size
+  std::optional<int> nested_refresh_seconds;  // overrides the catalog's nested_refresh_hours
 };
 
 struct PullOptions {
@@ -39,6 +40,7 @@ struct PullOptions {
   std::optional<int> interval_seconds;  // overrides every resource's catalog interval (config [sync])
   std::map<std::string, ResourcePullSettings> resources;
   BackoffConfig backoff;
+  std::optional<int> nested_refresh_seconds;  // overrides every resource's catalog nested_refresh_hours
   std::size_t batch = 200;  // deletion checks / nested fetches taken from the replica at a time
 };
 

@@ -62,13 +62,6 @@ def _get(t, name: str, raw: str) -> dict:
     return rec
 
 
-def open_qty(lines, key: str, statuses) -> float:
-    total = 0
-    for ln in lines:
-        if ln.get(key.replace("Quantity", "Document Status")) in statuses:
-            total += ln.get(key) or 0
-    return total
-
 
 # ------------------------------------------------------------------------------------------------------------
 # /api/<x>-order-item/{item_id}[/{warehouse_id}]

@@ -67,9 +67,23 @@ STREETS = ["Industrial Blvd", "Commerce Dr", "Enterprise Way", "Market St", "Fac
 FIRST = ["Jane", "John", "Maria", "Wei", "Amit", "Olga", "Luis", "Fatima", "Kenji", "Sara", "Tom", "Ines"]
 LAST = ["Doe", "Smith", "Garcia", "Chen", "Patel", "Ivanova", "Lopez", "Khan", "Sato", "Berg", "Miller", "Costa"]
 
-PO_HEADER_STATUS = (["Open"] * 45 + ["Shipped"] * 15 + ["Partially Received"] * 10 + ["Received"] * 15
-                    + ["Closed"] * 5 + ["Cancelled"] * 5 + ["Planned"] * 5)
-SO_HEADER_STATUS = ["Open"] * 50 + ["Partially Shipped"] * 10 + ["Shipped"] * 20 + ["Closed"] * 15 + ["Cancelled"] * 5
+# Status mixes by order age: old orders are mostly done, recent ones mostly open, some run late.
+PO_STATUS_OLD = ["Received"] * 60 + ["Closed"] * 20 + ["Cancelled"] * 5 + ["Open"] * 8 + ["Partially Received"] * 7
+PO_STATUS_MID = (["Received"] * 30 + ["Shipped"] * 20 + ["Partially Received"] * 15 + ["Open"] * 30
+                 + ["Cancelled"] * 5)
+PO_STATUS_NEW = ["Open"] * 60 + ["Shipped"] * 15 + ["Planned"] * 20 + ["Cancelled"] * 5
+SO_STATUS_OLD = ["Closed"] * 55 + ["Shipped"] * 30 + ["Cancelled"] * 5 + ["Open"] * 5 + ["Partially Shipped"] * 5
+SO_STATUS_NEW = ["Open"] * 65 + ["Partially Shipped"] * 15 + ["Shipped"] * 15 + ["Cancelled"] * 5
+
+
+def _po_status(od: int, r: float) -> str:
+    mix = PO_STATUS_OLD if od < -60 else (PO_STATUS_MID if od < -15 else PO_STATUS_NEW)
+    return mix[int(r * len(mix))]
+
+
+def _so_status(od: int, r: float) -> str:
+    mix = SO_STATUS_OLD if od < -45 else SO_STATUS_NEW
+    return mix[int(r * len(mix))]
 MO_STATUS = ["Planned"] * 20 + ["Open"] * 35 + ["In Progress"] * 25 + ["Completed"] * 20
 QTYS = [10, 20, 25, 40, 50, 60, 75, 100, 120, 150, 200, 250, 300, 400, 500, 750, 1000]
 
@@ -163,7 +177,7 @@ class Generator:
 
     def items(self):
         rng, t = self.rng, self.st["item-master"]
-        n = _n(150, self.s, 20)
+        n = _n(180, self.s, 20)
         self.items_all, self.items_by_type = [], {"Finished Good": [], "Component": [], "Raw Material": []}
         rand = rng.random
         for i in range(1, n + 1):
@@ -181,6 +195,11 @@ class Generator:
             base = {"Finished Good": 40, "Component": 8, "Raw Material": 3}[typ]
             self.price[i] = round(base * (0.3 + rand() * 3), 2)
         t.next_id = n + 1
+        # the newest tenth of the catalogue is not used by anything yet, so it can be deleted
+        spare = {r["id"] for r in self.items_all[n - max(2, n // 10):]}
+        self.items_all = [r for r in self.items_all if r["id"] not in spare]
+        for typ in self.items_by_type:
+            self.items_by_type[typ] = [r for r in self.items_by_type[typ] if r["id"] not in spare]
         if not self.items_by_type["Component"]:
             self.items_by_type["Component"] = self.items_all[:5]
 
@@ -212,7 +231,7 @@ class Generator:
     def suppliers(self):
         rng = self.rng
         ts, tf = self.st["supplier-master"], self.st["ship-from-master"]
-        n = _n(25, self.s, 5)
+        n = _n(30, self.s, 5)
         self.suppliers_all, self.sf_of = [], {}
         sf_id = 0
         for i in range(1, n + 1):
@@ -237,11 +256,13 @@ class Generator:
                 self.sf_of.setdefault(i, []).append(sf)
         ts.next_id = n + 1
         tf.next_id = sf_id + 1
+        # a few suppliers have no orders yet (deletable)
+        self.suppliers_all = self.suppliers_all[:n - max(1, n // 10)]
 
     def customers(self):
         rng = self.rng
         tc, tt = self.st["customer-master"], self.st["ship-to-master"]
-        n = _n(30, self.s, 5)
+        n = _n(35, self.s, 5)
         self.customers_all, self.st_of = [], {}
         st_id = 0
         for i in range(1, n + 1):
@@ -266,10 +287,11 @@ class Generator:
                 self.st_of.setdefault(i, []).append(s)
         tc.next_id = n + 1
         tt.next_id = st_id + 1
+        self.customers_all = self.customers_all[:n - max(1, n // 10)]
 
     def external_items(self):
         rng, t = self.rng, self.st["external-item-master"]
-        n = _n(40, self.s, 5)
+        n = _n(50, self.s, 5)
         systems = ("SAP", "Oracle", "NetSuite", "Dynamics")
         for i in range(1, n + 1):
             item = rng.choice(self.items_all)
@@ -282,7 +304,7 @@ class Generator:
 
     def allocations(self):
         rng, t = self.rng, self.st["supplier-allocation"]
-        target = _n(60, self.s, 5)
+        target = _n(70, self.s, 5)
         self.pref_supplier = {}
         splits = ([100], [70, 30], [60, 40], [50, 30, 20])
         rid = 0
@@ -344,7 +366,7 @@ class Generator:
         rng = self.rng
         rand, randrange = rng.random, rng.randrange
         th, tl = self.st["purchase-order"], self.st["purchase-order-details"]
-        n = _n(100, self.s, 10)
+        n = _n(115, self.s, 10)
         lid = 0
         self.po_shipped = []
         price = self.price
@@ -352,10 +374,10 @@ class Generator:
             sup = self.suppliers_all[int(rand() * len(self.suppliers_all))]
             sf = self.sf_of[sup["id"]][0 if rand() < 0.7 else -1]
             wh = self.pick_wh()
-            status = PO_HEADER_STATUS[int(rand() * len(PO_HEADER_STATUS))]
             od = randrange(-180, 21)
+            status = _po_status(od, rand())
             num = "PO-%07d" % i
-            k = 1 + int(rand() * rand() * 6)
+            k = 1 + int(rand() * rand() * 7)
             items = self._distinct_items(k, self.items_all)
             total_qty = 0
             shipped_lines = []
@@ -445,7 +467,7 @@ class Generator:
         rng = self.rng
         rand, randrange = rng.random, rng.randrange
         th, tl = self.st["sales-order"], self.st["sales-order-details"]
-        n = _n(100, self.s, 10)
+        n = _n(115, self.s, 10)
         lid = 0
         price = self.price
         for i in range(1, n + 1):
@@ -453,10 +475,10 @@ class Generator:
             sts = self.st_of[cust["id"]]
             shipto = sts[int(rand() * len(sts))]
             wh = self.pick_wh()
-            status = SO_HEADER_STATUS[int(rand() * len(SO_HEADER_STATUS))]
             od = randrange(-150, 15)
+            status = _so_status(od, rand())
             num = "SO-%07d" % i
-            k = 1 + int(rand() * rand() * 6)
+            k = 1 + int(rand() * rand() * 7)
             items = self._distinct_items(k, self.items_by_type["Finished Good"] or self.items_all)
             total = 0
             for item in items:
@@ -503,8 +525,8 @@ class Generator:
         fg = self.items_by_type["Finished Good"] or self.items_all
         for i in range(1, n + 1):
             wh = self.pick_wh()
-            status = MO_STATUS[int(rand() * len(MO_STATUS))]
             od = randrange(-90, 30)
+            status = "Completed" if od < -40 and rand() < 0.8 else MO_STATUS[int(rand() * len(MO_STATUS))]
             num = "MO-%07d" % i
             items = self._distinct_items(rng.choice((1, 1, 2, 2, 3)), fg)
             total = 0
@@ -531,7 +553,7 @@ class Generator:
         rng = self.rng
         rand = rng.random
         th, tl = self.st["forecast"], self.st["forecast-details"]
-        n = _n(20, self.s, 3)
+        n = _n(22, self.s, 3)
         lid = 0
         fg = self.items_by_type["Finished Good"] or self.items_all
         first_of_month = [d for d in range(-120, 200) if day(d).endswith("-01")]
@@ -627,7 +649,7 @@ class Generator:
     def tickets(self):
         rng = self.rng
         tt, tn, ts = self.st["issue-tracker-tickets"], self.st["issue-tracker-notes"], self.st["issue-tracker-subscribers"]
-        n = _n(15, self.s, 5)
+        n = _n(20, self.s, 5)
         pos = self.st["purchase-order"]
         npo = len(pos)
         nid = sid = 0

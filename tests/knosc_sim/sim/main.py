@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -95,6 +96,15 @@ class Simulator:
 
 def main(argv=None, tenant_factory: Optional[Callable] = None) -> int:
     args = parse_args(argv)
+
+    def stop_early(signum, frame):
+        # Generating a large tenant takes a while; a stop request then ends the process at once.
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop_early)
+    signal.signal(signal.SIGINT, stop_early)
+    if args.data_dir:
+        os.makedirs(args.data_dir, exist_ok=True)
     if tenant_factory is None:
         from sim.tenant import Tenant as tenant_factory  # noqa: N813 - the real tenant, imported late
     tenant = tenant_factory(seed=args.seed, scale=args.scale, omit_create_id=args.omit_create_id,

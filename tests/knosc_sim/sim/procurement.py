@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sim import records as R
 from sim.catalog import DOCS, PO_STATUSES
-from sim.common import ApiError, bad_json, is_int, json_body, not_privileged, route_not_found
+from sim.common import ApiError, bad_json, is_int, json_body, route_not_found
 from sim.http_types import Response
 
 PO = DOCS["purchase-order"]
@@ -141,5 +141,3 @@ def accept_suggested(t, req, name: str, rest: list) -> Response:
     # the header status is deliberately left alone (API-NOTES §6.7)
     return Response(200, {"message": "Update successful", "rows_updated": updated})
 
-
-__all__ = ["move_lines", "accept_suggested", "not_privileged"]

@@ -129,16 +129,18 @@ def apply_ref(rec: dict, ref: Ref, target: Optional[dict], value) -> None:
         rec[dst] = target.get(src) if target is not None else None
 
 
-def check_belongs(rec: dict, ref: Ref, target: dict, prefix: str, where: str = "") -> None:
+def check_belongs(rec: dict, ref: Ref, target: dict, prefix: str, where: str = "", outer=None) -> None:
     tkey, mine = ref.belongs
-    if target.get(tkey) != rec.get(mine):
+    src = rec if mine in rec or outer is None else outer   # a line's ship-from belongs to its header's supplier
+    if target.get(tkey) != src.get(mine):
         owner_key = mine[:-3] + " Number" if mine.endswith(" Id") else mine
         raise ApiError(400, "%s %s%s does not belong to %s %s." % (
             RESOURCES[ref.target].label, rec.get(ref.field), where, owner_key.replace(" Number", ""),
-            rec.get(owner_key)), prefix + ".InvalidField")
+            src.get(owner_key)), prefix + ".InvalidField")
 
 
-def _fill_refs(t, rec: dict, refs: list, body: dict, base: Optional[dict], prefix: str, where: str = "") -> dict:
+def _fill_refs(t, rec: dict, refs: list, body: dict, base: Optional[dict], prefix: str, where: str = "",
+               outer: Optional[dict] = None) -> dict:
     """Resolves the references named in body (all of them on create); returns {field: target}."""
     targets = {}
     for ref in refs:
@@ -164,7 +166,7 @@ def _fill_refs(t, rec: dict, refs: list, body: dict, base: Optional[dict], prefi
                     targets[ref.field] = tgt
     for ref in refs:
         if ref.belongs and ref.field in targets:
-            check_belongs(rec, ref, targets[ref.field], prefix, where)
+            check_belongs(rec, ref, targets[ref.field], prefix, where, outer)
     return targets
 
 
@@ -338,6 +340,60 @@ def doc_body_of(t, spec: DocSpec, rec: dict) -> dict:
     return body
 
 
+def _doc_line(t, spec: DocSpec, h: dict, lb, i: int, base, existing: dict, seen_ids: set, prefix: str,
+              lprefix: str):
+    """Validates and builds line i of a document body; returns (line, previous version or None)."""
+    st = t.store
+    where = " (line %d)" % i
+    if not isinstance(lb, dict):
+        raise ApiError(400, "Each entry of 'details' must be an object%s." % where, prefix + ".InvalidField")
+    lid = lb.get("id")
+    if lid is None and spec.line_id_alias:
+        lid = lb.get(spec.line_id_alias)
+    prev = None
+    if base is not None and lid is not None:
+        if not is_int(lid) or lid not in existing:
+            raise ApiError(400, "%s #%s not found." % (spec.line_label, lid), lprefix + ".NotFound")
+        if lid in seen_ids:
+            raise ApiError(400, "%s #%s appears twice in 'details'." % (spec.line_label, lid),
+                           prefix + ".InvalidField")
+        seen_ids.add(lid)
+        prev = existing[lid]
+    if spec.name == "asn" and lb.get("Item Number") is None and is_int(lb.get("PO Details Id")):
+        pol = st["purchase-order-details"].get(lb["PO Details Id"])
+        if pol is not None:
+            lb = dict(lb)
+            lb["Item Number"] = pol["Item Number"]
+            lb.setdefault("Sub Item Number", pol.get("Sub Item Number"))
+    ln = {k: None for k in spec.line_keys}
+    if prev is not None:
+        for k, v in prev.items():
+            if k not in ln:
+                ln[k] = v
+    ln["id"] = prev["id"] if prev is not None else None
+    _fill_fields(ln, spec.line_fields, lb, None, prefix, where)
+    targets = _fill_refs(t, ln, spec.line_refs, lb, None, prefix, where, h)
+    for dst, src in spec.line_copy.items():
+        if spec.wh_from_header and dst == "Warehouse Number":
+            given = lb.get("Warehouse Number")
+            if given is not None and given != h.get("Warehouse Number"):
+                raise ApiError(400, "All items must be for the same warehouse", "OrderList.MultipleWarehouses")
+        ln[dst] = h.get(src)
+    if spec.status_pair and ln.get(spec.status_pair[1]) is None:
+        ln[spec.status_pair[1]] = h.get(spec.status_pair[0])
+    if spec.name == "bill-of-materials" and ln.get("Component Unit") is None:
+        comp = targets.get("Component Item Number")
+        ln["Component Unit"] = comp.get("Item Unit") if comp else None
+    if spec.name == "asn" and ln.get("PO Details Id") is not None:
+        pol = targets.get("PO Details Id")
+        if pol is not None and pol.get("Item Id") != ln.get("Item Id"):
+            raise ApiError(400, "ASN line%s names item %s but PO Detail #%s is for item %s." % (
+                where, ln.get("Item Number"), pol["id"], pol.get("Item Number")), prefix + ".InvalidField")
+    if spec.line_id_alias:
+        ln[spec.line_id_alias] = ln["id"]
+    return ln, prev
+
+
 def doc_build(t, spec: DocSpec, body: dict, base: Optional[dict], now: Optional[float] = None):
     """Validates a full document body; returns (header, [(line, previous line or None)], removed lines)."""
     res = RESOURCES[spec.name]
@@ -380,73 +436,33 @@ def doc_build(t, spec: DocSpec, body: dict, base: Optional[dict], now: Optional[
     out = []
     seen_ids = set()
     for i, lb in enumerate(details, 1):
-        where = " (line %d)" % i
-        if not isinstance(lb, dict):
-            raise ApiError(400, "Each entry of 'details' must be an object%s." % where, prefix + ".InvalidField")
-        lid = lb.get("id")
-        if lid is None and spec.line_id_alias:
-            lid = lb.get(spec.line_id_alias)
-        prev = None
-        if base is not None and lid is not None:
-            if not is_int(lid) or lid not in existing:
-                raise ApiError(400, "%s #%s not found." % (spec.line_label, lid), lprefix + ".NotFound")
-            if lid in seen_ids:
-                raise ApiError(400, "%s #%s appears twice in 'details'." % (spec.line_label, lid),
-                               prefix + ".InvalidField")
-            seen_ids.add(lid)
-            prev = existing[lid]
-        if spec.name == "asn" and lb.get("Item Number") is None and is_int(lb.get("PO Details Id")):
-            pol = st["purchase-order-details"].get(lb["PO Details Id"])
-            if pol is not None:
-                lb = dict(lb)
-                lb["Item Number"] = pol["Item Number"]
-                lb.setdefault("Sub Item Number", pol.get("Sub Item Number"))
-        ln = {k: None for k in spec.line_keys}
-        if prev is not None:
-            for k, v in prev.items():
-                if k not in ln:
-                    ln[k] = v
-        ln["id"] = prev["id"] if prev is not None else None
-        _fill_fields(ln, spec.line_fields, lb, None, prefix, where)
-        targets = _fill_refs(t, ln, spec.line_refs, lb, None, prefix, where)
-        for dst, src in spec.line_copy.items():
-            if spec.wh_from_header and dst == "Warehouse Number":
-                given = lb.get("Warehouse Number")
-                if given is not None and given != h.get("Warehouse Number"):
-                    raise ApiError(400, "All items must be for the same warehouse", "OrderList.MultipleWarehouses")
-            ln[dst] = h.get(src)
-        if spec.status_pair and ln.get(spec.status_pair[1]) is None:
-            ln[spec.status_pair[1]] = h.get(spec.status_pair[0])
-        if spec.name == "bill-of-materials" and ln.get("Component Unit") is None:
-            comp = targets.get("Component Item Number")
-            ln["Component Unit"] = comp.get("Item Unit") if comp else None
-        if spec.name == "asn" and ln.get("PO Details Id") is not None:
-            pol = targets.get("PO Details Id")
-            if pol is not None and pol.get("Item Id") != ln.get("Item Id"):
-                raise ApiError(400, "ASN line%s names item %s but PO Detail #%s is for item %s." % (
-                    where, ln.get("Item Number"), pol["id"], pol.get("Item Number")), prefix + ".InvalidField")
-        if spec.line_id_alias:
-            ln[spec.line_id_alias] = ln["id"]
-        out.append((ln, prev))
-
+        try:
+            out.append(_doc_line(t, spec, h, lb, i, base, existing, seen_ids, prefix, lprefix))
+        except ApiError as exc:
+            exc.line = getattr(exc, "line", None) or i   # lets a job report the file row of the line
+            raise
     if spec.single_wh:
         whs = {ln.get("Warehouse Number") for ln, _ in out}
         if len(whs) > 1:
             raise ApiError(400, "All items must be for the same warehouse", "OrderList.MultipleWarehouses")
     if spec.dup_key:
         seen = set()
-        for ln, _ in out:
+        for i, (ln, _) in enumerate(out, 1):
             k = tuple(ln.get(x) for x in spec.dup_key)
             if k in seen:
-                raise ApiError(400, spec.dup_message, spec.dup_code)
+                exc = ApiError(400, spec.dup_message, spec.dup_code)
+                exc.line = i
+                raise exc
             seen.add(k)
     if spec.date_rule:
         lod, hod, lsd, code = spec.date_rule
-        for ln, _ in out:
+        for i, (ln, _) in enumerate(out, 1):
             od = ln.get(lod) or h.get(hod)
             sd = ln.get(lsd)
             if od and sd and od > sd:
-                raise ApiError(400, "Order date cannot be after ship date", code)
+                exc = ApiError(400, "Order date cannot be after ship date", code)
+                exc.line = i
+                raise exc
     removed = [ln for lid, ln in existing.items() if lid not in seen_ids]
     return h, out, removed
 

@@ -7,7 +7,9 @@ write (or one that fails half-way) leaves the tenant exactly as it was.
 
 from __future__ import annotations
 
+import atexit
 import collections
+import shutil
 import sys
 import tempfile
 import threading
@@ -15,18 +17,18 @@ import time
 import traceback
 from typing import Optional
 
+from sim import background, extras, routes
 from sim import records as R
-from sim.catalog import (CUSTOM_TABLES, DOCS, RESOURCES, SNAPSHOT_RESOURCES)
-from sim.common import (ApiError, check_value, is_int, json_body, missing, not_privileged, now_iso,
-                        route_not_found)
+from sim.catalog import CUSTOM_TABLES, DOCS, RESOURCES
+from sim.common import ApiError, json_body, not_privileged, now_iso, route_not_found
 from sim.generator import generate
 from sim.http_types import Request, Response
 from sim.lists import (apply_predicates, envelope, make_getter, parse_params, predicates, sort_records)
+from sim.jobs import JobRunner
 from sim.store import Store
 
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 CACHE_ENTRIES = 64
-PROTECTED_ROLES = ("Administrator", "Service Account")
 
 
 def build_store() -> Store:
@@ -35,7 +37,7 @@ def build_store() -> Store:
         bkey = res.bkey if res.kind not in ("user",) else ()
         st.add_table(name, bkey, res.parent_field)
     for name in ("custom-columns", "views", "views-shared", "user-notification-settings", "user-settings",
-                 "system-settings", "log"):
+                 "system-settings"):
         st.add_table(name)
     return st
 
@@ -46,13 +48,12 @@ class Tenant:
         self.seed = seed
         self.scale = scale
         self.omit_create_id = omit_create_id
-        self.data_dir = data_dir or tempfile.mkdtemp(prefix="knosc-sim-data-")
+        self._data_dir = data_dir
         started = time.monotonic()
         self.store = build_store()
         gen = generate(self.store, seed, scale)
         self.ticket_seq = gen.ticket_seq
         self.privilege_next = gen.privilege_next
-        from sim import extras
         extras.init_settings(self)
         self.created: collections.Counter = collections.Counter()
         self._sel_cache: collections.OrderedDict = collections.OrderedDict()
@@ -61,12 +62,23 @@ class Tenant:
         self._wh_cache = (None, {})
         self.planner_runs = 0
         self.mutate_runs = 0
-        from sim import background
+        self.suggest_seq = 0
+        self.write_log: collections.deque = collections.deque(maxlen=10000)
+        self._log_seq = 0
         background.run_planner(self)   # the tenant starts with the planner's current suggestions
-        self.store["purchase-order"].version += 0
-        from sim.jobs import JobRunner
         self.jobs = JobRunner(self)
         self.generation_seconds = time.monotonic() - started
+
+    @property
+    def data_dir(self) -> str:
+        """--data-dir, or a temporary directory made on first use and removed when the process exits."""
+        if self._data_dir is None:
+            with self.lock:
+                if self._data_dir is None:
+                    path = tempfile.mkdtemp(prefix="knosc-sim-data-")
+                    atexit.register(shutil.rmtree, path, True)
+                    self._data_dir = path
+        return self._data_dir
 
     # ========================================================================================================
     # Accounts (auth.py)
@@ -224,12 +236,17 @@ class Tenant:
         parts = [p for p in path[5:].split("/") if p != ""]
         if not parts:
             return route_not_found().response()
-        from sim import routes
         handler = routes.ROUTES.get(parts[0])
         if handler is None:
             handler = routes.prefix_handler(parts[0])
             if handler is None:
                 return route_not_found().response()
+        if getattr(handler, "self_locking", False):
+            # the handler takes the lock only for the part that reads the tenant (export)
+            try:
+                return handler(self, req, parts[0], parts[1:])
+            except ApiError as exc:
+                return exc.response()
         write = req.method in WRITE_METHODS
         with self.lock:
             if write:
@@ -238,6 +255,7 @@ class Tenant:
                 resp = handler(self, req, parts[0], parts[1:])
                 if write:
                     self.store.commit()
+                    self._log(req, resp)
                 return resp
             except ApiError as exc:
                 if write:
@@ -248,6 +266,12 @@ class Tenant:
                     self.store.rollback()
                 traceback.print_exc(file=sys.stderr)
                 return Response(500, {"Message": "Internal Server Error", "Code": "Server.InternalError"})
+
+    def _log(self, req: Request, resp: Response) -> None:
+        self._log_seq += 1
+        self.write_log.append({"id": self._log_seq, "Timestamp": now_iso(req.now or None),
+                               "User Email": (req.user or {}).get("User Email"), "Method": req.method,
+                               "Path": req.path, "Status": resp.status})
 
     def created_response(self, name: str, rid, message: str = "Created successfully.") -> Response:
         self.created[name] += 1
@@ -260,12 +284,13 @@ class Tenant:
     # Control API (control.py)
     # ========================================================================================================
     def mutate(self, resource: str, create: int, update: int, delete: int) -> dict:
-        from sim import background
         with self.lock:
-            return background.mutate(self, resource, create, update, delete)
+            try:
+                return background.mutate(self, resource, create, update, delete)
+            except ApiError as exc:   # the whole call was rolled back; control.py answers 400 for ValueError
+                raise ValueError(exc.message) from None
 
     def run_planner(self) -> dict:
-        from sim import background
         with self.lock:
             self.store.begin()
             try:
@@ -277,7 +302,6 @@ class Tenant:
                 raise
 
     def snapshot(self, records: bool = False, resource: Optional[str] = None) -> dict:
-        from sim import background
         with self.lock:
             return background.snapshot(self, records, resource)
 
@@ -413,6 +437,3 @@ def handle_lines(t: Tenant, req: Request, name: str, rest: list) -> Response:
         return Response(200, {"message": "Deleted successfully."})
     raise route_not_found()
 
-
-__all__ = ["Tenant", "build_store", "handle_resource", "handle_lines", "fetch", "parse_rid", "check_value",
-           "is_int", "missing", "now_iso", "SNAPSHOT_RESOURCES"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import selectors
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,8 +35,10 @@ if SIM_DIR not in sys.path:
 class SimProcess:
     """A running knosc-sim: its two base URLs, the control token and the process."""
 
-    def __init__(self, proc: subprocess.Popen, root: str, control: str, token: str, log_path: str):
+    def __init__(self, proc: subprocess.Popen, root: str, control: str, token: str, log_path: str,
+                 data_dir: Optional[str] = None):
         self.proc = proc
+        self.data_dir = data_dir
         self.root = root
         self.base = root + "/api"
         self.control = control
@@ -84,6 +87,8 @@ class SimProcess:
             os.unlink(self.log_path)
         except OSError:
             pass
+        if self.data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
         return self.proc.returncode
 
     def __enter__(self) -> "SimProcess":
@@ -103,6 +108,11 @@ def start_sim(*extra_args: str, scale: float = 1, seed: int = 7, timeout: float 
     if quiet:
         args.append("--quiet")
     args.extend(str(a) for a in extra_args)
+    data_dir = None
+    if not any(a == "--data-dir" or a.startswith("--data-dir=") for a in args):
+        # A data directory per process, removed at stop(), so test runs leave nothing behind.
+        data_dir = tempfile.mkdtemp(prefix="knosc-sim-test-data-")
+        args.extend(["--data-dir", data_dir])
     # stderr goes to a file: a pipe nobody reads would fill and stall the server.
     with os.fdopen(fd, "wb") as log:
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
@@ -139,10 +149,12 @@ def start_sim(*extra_args: str, scale: float = 1, seed: int = 7, timeout: float 
         with open(log_path, encoding="utf-8", errors="replace") as fh:
             err = fh.read()
         os.unlink(log_path)
+        if data_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)
         raise RuntimeError("%s; stderr:\n%s" % (exc, err[-4000:])) from None
     finally:
         sel.close()
-    return SimProcess(proc, root, control, token, log_path)
+    return SimProcess(proc, root, control, token, log_path, data_dir)
 
 
 class KnoscSession(requests.Session):

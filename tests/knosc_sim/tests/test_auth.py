@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 
@@ -512,4 +511,32 @@ def test_every_response_has_a_date_header(sim):
               sim.control_get("/_sim/health")):
         assert re.fullmatch(r"\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT", r.headers["Date"]), r.headers
         assert "Content-Length" in r.headers
-    json.dumps({})
+
+
+def test_account_changes_invalidate_tokens(sim):
+    admin = login(sim, "admin@acme.example", "admin-password")
+    roles = {r["Role Name"]: r["id"] for r in admin.get("/api/role", params={"page_size": 100}).json()["data"]["rows"]}
+    r = admin.post("/api/user", json={"User Fullname": "Temp User", "Username": "temp@acme.example",
+                                      "User Email": "temp@acme.example", "Role Id": roles["Viewer"],
+                                      "password": "temp-password"})
+    assert r.status_code == 200, r.text
+    uid = r.json()["id"]
+    # A new account starts with its first sign-in pending.
+    body = requests.post(sim.base + "/authenticate",
+                         json={"username": "temp@acme.example", "password": "temp-password"}).json()
+    s = KnoscSession(sim)
+    assert s.post("/api/first-signin", json={"session_token": body["session_token"],
+                                             "new_password": "temp-password-2"}).status_code == 200
+    assert s.get("/api/profile").status_code == 200
+    # A change that is not password, role or status leaves tokens alone.
+    assert admin.put("/api/user/%d" % uid, json={"User Fullname": "Renamed User"}).status_code == 200
+    assert s.get("/api/profile").status_code == 200
+    assert admin.put("/api/user/%d" % uid, json={"Role Id": roles["WH-01 Planner"]}).status_code == 200
+    assert_error(s.get("/api/profile"), 401, "Token.Invalid")
+    s = login(sim, "temp@acme.example", "temp-password-2")
+    assert s.get("/api/profile").json()["data"]["Role Name"] == "WH-01 Planner"
+    # Deleting a user makes it Inactive: its sessions die and it cannot log in.
+    assert admin.delete("/api/user/%d" % uid).status_code == 200
+    assert_error(s.get("/api/profile"), 401, "Token.Invalid")
+    assert_error(requests.post(sim.base + "/authenticate", json={
+        "username": "temp@acme.example", "password": "temp-password-2"}), 401, "User.InvalidCredentials")

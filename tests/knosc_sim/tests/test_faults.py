@@ -244,3 +244,36 @@ def test_keep_alive_connection_survives_faults_elsewhere(sim, svc):
         with pytest.raises(requests.ConnectionError):
             svc.get("/api/item-master")
     assert svc.get("/api/profile").status_code == 200
+
+
+@pytest.mark.parametrize("rule,status", [
+    ({"kind": "status", "status": 502}, 502),
+    ({"kind": "rate_limit", "retry_after": 3}, 429),
+    ({"kind": "latency", "ms": 200}, 200),
+])
+def test_answering_faults_on_raw_socket(sim, svc, rule, status):
+    install(sim, dict(rule, route="^/api/profile$"))
+    with socket.create_connection(("127.0.0.1", sim.port), timeout=10) as s:
+        started = time.monotonic()
+        s.sendall(raw_request(sim, svc, "GET", "/api/profile"))
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            assert chunk
+            buf += chunk
+        elapsed = time.monotonic() - started
+        head, _, body = buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+        while len(body) < int(headers["content-length"]):
+            body += s.recv(65536)
+    assert lines[0].startswith("HTTP/1.1 %d " % status)
+    assert headers["date"] and headers["content-type"] == "application/json"
+    assert "connection" not in headers                     # the connection stays usable
+    if rule["kind"] == "rate_limit":
+        assert headers["retry-after"] == "3"
+    if rule["kind"] == "latency":
+        assert elapsed >= 0.2
+        assert json.loads(body)["data"]["Username"] == "sync@acme.example"
+    else:
+        assert set(json.loads(body)) == {"Message", "Code"}

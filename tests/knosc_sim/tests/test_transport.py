@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import signal
 import socket
@@ -239,7 +238,8 @@ def test_quiet_off_logs_requests_to_stderr_only():
         proc.stop()
 
 
-def test_executable_runs_from_any_directory(tmp_path):
-    env = dict(os.environ)
-    r = subprocess.run([PYTHON, SIM_EXE, "--help"], capture_output=True, timeout=60, cwd=str(tmp_path), env=env)
-    assert r.returncode == 0
+def test_executable_runs_from_any_directory_and_through_a_symlink(tmp_path):
+    link = tmp_path / "knosc-sim"
+    link.symlink_to(SIM_EXE)
+    r = subprocess.run([str(link), "--help"], capture_output=True, timeout=60, cwd="/")
+    assert r.returncode == 0 and b"--control-token" in r.stdout

@@ -1,0 +1,1097 @@
+#include "daemon/http_server.hpp"
+
+#include <arpa/inet.h>
+#include <http_parser.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <ctime>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <unordered_set>
+
+namespace knosc::daemon {
+
+namespace {
+
+char ascii_lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+  }
+  return true;
+}
+
+std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
+  return s;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// nullopt when a '%' is not followed by two hex digits.
+std::optional<std::string> percent_decode(std::string_view in, bool plus_is_space) {
+  std::string out;
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '%') {
+      if (i + 2 >= in.size()) return std::nullopt;
+      int hi = hex_value(in[i + 1]);
+      int lo = hex_value(in[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out.push_back(' ');
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+bool valid_port(std::string_view port) {
+  if (port.empty() || port.size() > 5) return false;
+  unsigned value = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return false;
+    value = value * 10 + static_cast<unsigned>(c - '0');
+  }
+  return value <= 65535;
+}
+
+// IMF-fixdate (RFC 9110 §5.6.7), built by hand because strftime's day and month names follow the locale.
+std::string http_date(std::time_t now) {
+  static constexpr std::array<const char*, 7> kDays{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static constexpr std::array<const char*, 12> kMonths{"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT",
+                kDays[static_cast<std::size_t>(tm.tm_wday)], tm.tm_mday,
+                kMonths[static_cast<std::size_t>(tm.tm_mon)], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                tm.tm_sec);
+  return buf;
+}
+
+// A header that could split the response (CR, LF) or break its framing is dropped rather than sent.
+bool header_is_sendable(std::string_view name, std::string_view value) {
+  if (name.empty()) return false;
+  for (char c : name) {
+    if (c <= ' ' || c == ':' || c == 0x7f) return false;
+  }
+  for (char c : value) {
+    if (c == '\r' || c == '\n' || c == '\0') return false;
+  }
+  return true;
+}
+
+bool server_owned_header(std::string_view name) {
+  return iequals(name, "content-length") || iequals(name, "connection") || iequals(name, "date") ||
+         iequals(name, "transfer-encoding");
+}
+
+std::string serialize_response(HttpResponse& response, bool head, bool close) {
+  if (response.status < 200 || response.status > 599) {
+    // Interim (1xx) or invented codes would break the client's framing of every later response.
+    spdlog::error("loopback handler answered with HTTP status {}; sending 500 instead", response.status);
+    response = HttpResponse::knosc_error(500, "Internal server error", "Server.Internal");
+  }
+  const char* reason = http_status_str(static_cast<http_status>(response.status));
+  if (reason == nullptr || reason[0] == '<') reason = "Unknown";
+  std::string out = "HTTP/1.1 " + std::to_string(response.status) + " " + reason + "\r\n";
+  for (const auto& [name, value] : response.headers) {
+    if (server_owned_header(name)) continue;
+    if (!header_is_sendable(name, value)) {
+      spdlog::warn("loopback response header '{}' dropped: not a valid header line", name);
+      continue;
+    }
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
+  out += "Date: " + http_date(std::time(nullptr)) + "\r\n";
+  // 204 and 304 carry no body and, per RFC 9110, no Content-Length describing one.
+  const bool bodiless_status = response.status == 204 || response.status == 304;
+  if (!bodiless_status) out += "Content-Length: " + std::to_string(response.body.size()) + "\r\n";
+  out += close ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n";
+  // HEAD gets the headers a GET would (including its Content-Length) and no body.
+  if (!head && !bodiless_status) out += response.body;
+  return out;
+}
+
+constexpr std::size_t kReadBufferSize = 64 * 1024;
+// The request line's method, spaces and version, and each header line's ": " and CRLF, which http-parser does
+// not hand to the callbacks; counted so the header limit tracks the bytes actually sent.
+constexpr std::size_t kRequestLineOverhead = 16;
+constexpr std::size_t kHeaderLineOverhead = 4;
+
+}  // namespace
+
+// ---- request / response helpers -------------------------------------------------------------------------
+
+std::optional<std::string> HttpRequest::header(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (iequals(k, name)) return v;
+  }
+  return std::nullopt;
+}
+
+std::map<std::string, std::string> HttpRequest::query_params() const {
+  std::map<std::string, std::string> out;
+  std::string_view rest = query;
+  while (!rest.empty()) {
+    std::size_t amp = rest.find('&');
+    std::string_view pair = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? std::string_view{} : rest.substr(amp + 1);
+    if (pair.empty()) continue;
+    std::size_t eq = pair.find('=');
+    std::string_view raw_name = pair.substr(0, eq);
+    std::string_view raw_value = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+    // A malformed escape is kept literally: a query parameter is data for a route to judge, not framing.
+    std::string name = percent_decode(raw_name, true).value_or(std::string(raw_name));
+    std::string value = percent_decode(raw_value, true).value_or(std::string(raw_value));
+    out.emplace(std::move(name), std::move(value));  // emplace keeps the first value of a repeated name
+  }
+  return out;
+}
+
+void HttpResponse::set_header(std::string_view name, std::string value) {
+  std::erase_if(headers, [&](const auto& h) { return iequals(h.first, name); });
+  headers.emplace_back(std::string(name), std::move(value));
+}
+
+HttpResponse HttpResponse::json(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  r.set_json_content_type();
+  return r;
+}
+
+HttpResponse HttpResponse::knosc_error(int status, std::string_view message, std::string_view code) {
+  nlohmann::ordered_json body;
+  body["Message"] = message;
+  body["Code"] = code;
+  return json(status, body.dump());
+}
+
+bool is_loopback_host(std::string_view host_header) {
+  std::string_view h = trim_ows(host_header);
+  if (h.empty()) return false;
+  if (h.front() == '[') {
+    std::size_t close = h.find(']');
+    if (close == std::string_view::npos) return false;
+    std::string_view rest = h.substr(close + 1);
+    if (!rest.empty() && (rest.front() != ':' || !valid_port(rest.substr(1)))) return false;
+    std::string literal(h.substr(1, close - 1));
+    std::array<unsigned char, 16> a{};
+    if (inet_pton(AF_INET6, literal.c_str(), a.data()) != 1) return false;
+    bool leading_zero = std::all_of(a.begin(), a.begin() + 10, [](unsigned char b) { return b == 0; });
+    bool loopback = leading_zero &&
+                    std::all_of(a.begin() + 10, a.begin() + 15, [](unsigned char b) { return b == 0; }) &&
+                    a[15] == 1;
+    bool mapped_v4_loopback = leading_zero && a[10] == 0xff && a[11] == 0xff && a[12] == 127;
+    return loopback || mapped_v4_loopback;
+  }
+  std::string_view name = h;
+  std::size_t colon = h.find(':');
+  if (colon != std::string_view::npos) {
+    // An unbracketed IPv6 literal is not a valid Host; only one ':' (before the port) is.
+    if (h.find(':', colon + 1) != std::string_view::npos) return false;
+    if (!valid_port(h.substr(colon + 1))) return false;
+    name = h.substr(0, colon);
+  }
+  if (iequals(name, "localhost")) return true;
+  // inet_pton takes only the four-part dotted decimal form, so "127.1", octal or hex spellings that some
+  // resolvers would still map somewhere are refused.
+  std::string literal(name);
+  std::array<unsigned char, 4> a{};
+  if (inet_pton(AF_INET, literal.c_str(), a.data()) != 1) return false;
+  return a[0] == 127;
+}
+
+// ---- server
+// -------------------------------------------------------------------------------------------------
+
+struct HttpServer::Impl {
+  struct Connection;
+
+  // One request on its way to an answer. Shared by the connection's pipeline and the Responder, so a late
+  // answer finds out (conn == nullptr) that its connection is gone instead of touching freed memory.
+  struct Exchange {
+    Connection* conn = nullptr;
+    bool head = false;
+    bool keep_alive = true;
+    bool answered = false;
+    std::optional<HttpResponse> response;
+    std::string what;  // "METHOD target", for logs
+  };
+
+  // Lives inside the Responder; its destructor notices a request whose every Responder copy was dropped.
+  struct ResponderState {
+    std::shared_ptr<Exchange> exchange;
+    explicit ResponderState(std::shared_ptr<Exchange> e) : exchange(std::move(e)) {}
+    ~ResponderState();
+    ResponderState(const ResponderState&) = delete;
+    ResponderState& operator=(const ResponderState&) = delete;
+  };
+
+  enum class TimerMode { None, Header, Idle, Linger };
+
+  // One accepted TCP connection. Both handles live inside it, so it is freed in the second close callback.
+  struct Connection {
+    Impl* server;
+    uv_tcp_t tcp{};
+    uv_timer_t timer{};
+    int open_handles = 0;
+    http_parser parser{};
+    std::string remote_address;
+    int remote_port = 0;
+
+    std::string inbuf;  // bytes read but not yet parsed (the pipeline was full)
+    HttpRequest current;
+    std::string current_authority;  // host of an absolute-form target, checked like Host
+    bool in_message = false;        // a request has begun and not yet completed
+    bool headers_done = false;      // ... and its headers are complete
+    bool last_was_value = false;
+    std::size_t header_bytes = 0;
+    int parse_error_status = 0;  // set by a callback that refused the request (413, 431, 400)
+    bool pending_continue = false;
+    bool completed_keep_alive = true;
+
+    std::deque<std::shared_ptr<Exchange>> pipeline;  // requests received, in arrival order, not yet written
+    bool in_process = false;
+    bool reading = false;
+    bool served_any = false;
+    bool counted = false;                // counts toward max_connections
+    bool stop_parsing = false;           // no further request is read from this connection
+    bool finish_after_pipeline = false;  // close once the requests already received are answered
+    bool peer_closed = false;
+    bool shutting_write = false;  // uv_shutdown issued: lingering until EOF or the linger timer
+    bool closing = false;         // uv_close issued
+    TimerMode timer_mode = TimerMode::None;
+
+    explicit Connection(Impl* s) : server(s) {}
+
+    void start();
+    void process_input();
+    void dispatch();
+    void fail_parse(http_errno err);
+    void queue_server_error(int status, std::string_view message, std::string_view code);
+    void flush();
+    void write_raw(std::string data);
+    void begin_close();
+    void close_now();
+    void drain_for_shutdown();
+    void check_finished();
+    void update_reading();
+    void update_timer();
+    void set_timer(TimerMode mode, std::uint64_t ms);
+    void on_timeout();
+
+    static void on_alloc(uv_handle_t* handle, std::size_t suggested, uv_buf_t* buf);
+    static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+    static void on_handle_closed(uv_handle_t* handle);
+
+    static int on_message_begin(http_parser* p);
+    static int on_url(http_parser* p, const char* at, std::size_t len);
+    static int on_header_field(http_parser* p, const char* at, std::size_t len);
+    static int on_header_value(http_parser* p, const char* at, std::size_t len);
+    static int on_headers_complete(http_parser* p);
+    static int on_body(http_parser* p, const char* at, std::size_t len);
+    static int on_message_complete(http_parser* p);
+    bool count_header_bytes(std::size_t n);
+  };
+
+  uv_loop_t* loop;
+  Handler handler;
+  HttpServerLimits limits;
+  std::vector<uv_tcp_t*> listeners;
+  std::unordered_set<Connection*> conns;
+  std::size_t counted_connections = 0;
+  std::size_t open_handles = 0;  // every handle of this server whose close callback has not run
+  int bound_port = 0;
+  std::vector<char> read_buffer = std::vector<char>(kReadBufferSize);
+
+  bool shutting_down = false;
+  uv_timer_t* grace_timer = nullptr;
+  bool grace_timer_closing = false;
+  std::vector<std::function<void()>> done_callbacks;
+  bool running_done = false;
+  bool owner_gone = false;
+
+  Impl(uv_loop_t* l, Handler h, HttpServerLimits lim) : loop(l), handler(std::move(h)), limits(lim) {
+    // With no room for even one request, a connection would never be read.
+    limits.max_pipelined = std::max<std::size_t>(limits.max_pipelined, 1);
+  }
+
+  static const http_parser_settings& parser_settings();
+  static void deliver(const std::shared_ptr<Exchange>& exchange, HttpResponse response);
+  static void on_connection(uv_stream_t* listener, int status);
+  void begin_shutdown();
+  void cut_all_connections();
+  void handle_closed();
+  void maybe_finish();
+};
+
+// ---- responder --------------------------------------------------------------------------------------------
+
+HttpServer::Impl::ResponderState::~ResponderState() {
+  if (exchange->answered || exchange->conn == nullptr) return;
+  spdlog::error("loopback request {} was never answered by its handler; sending 500", exchange->what);
+  try {
+    deliver(exchange, HttpResponse::knosc_error(500, "Internal server error", "Server.Internal"));
+  } catch (const std::exception& e) {
+    spdlog::error("loopback: could not send 500 for {}: {}", exchange->what, e.what());
+  }
+}
+
+void HttpServer::Impl::deliver(const std::shared_ptr<Exchange>& exchange, HttpResponse response) {
+  if (exchange->answered) {
+    spdlog::warn("loopback request {} answered twice; the second answer is dropped", exchange->what);
+    return;
+  }
+  exchange->answered = true;
+  auto* conn = exchange->conn;
+  if (conn == nullptr) return;  // the client went away while the handler was working
+  exchange->response = std::move(response);
+  conn->flush();
+}
+
+// ---- parser callbacks -------------------------------------------------------------------------------------
+
+const http_parser_settings& HttpServer::Impl::parser_settings() {
+  static const http_parser_settings settings = [] {
+    http_parser_settings s;
+    http_parser_settings_init(&s);
+    s.on_message_begin = &Connection::on_message_begin;
+    s.on_url = &Connection::on_url;
+    s.on_header_field = &Connection::on_header_field;
+    s.on_header_value = &Connection::on_header_value;
+    s.on_headers_complete = &Connection::on_headers_complete;
+    s.on_body = &Connection::on_body;
+    s.on_message_complete = &Connection::on_message_complete;
+    return s;
+  }();
+  return settings;
+}
+
+bool HttpServer::Impl::Connection::count_header_bytes(std::size_t n) {
+  header_bytes += n;
+  if (header_bytes <= server->limits.max_header_bytes) return true;
+  parse_error_status = 431;
+  return false;
+}
+
+int HttpServer::Impl::Connection::on_message_begin(http_parser* p) {
+  auto* c = static_cast<Connection*>(p->data);
+  c->current = HttpRequest{};
+  c->current.remote_address = c->remote_address;
+  c->current.remote_port = c->remote_port;
+  c->current_authority.clear();
+  c->in_message = true;
+  c->headers_done = false;
+  c->last_was_value = false;
+  c->header_bytes = kRequestLineOverhead;
+  // A fresh connection is already on the header clock from accept; otherwise the clock starts now.
+  if (c->timer_mode != TimerMode::Header)
+    c->set_timer(TimerMode::Header, c->server->limits.header_timeout_ms);
+  return 0;
+}
+
+int HttpServer::Impl::Connection::on_url(http_parser* p, const char* at, std::size_t len) {
+  auto* c = static_cast<Connection*>(p->data);
+  if (!c->count_header_bytes(len)) return -1;
+  c->current.target.append(at, len);
+  return 0;
+}
+
+int HttpServer::Impl::Connection::on_header_field(http_parser* p, const char* at, std::size_t len) {
+  auto* c = static_cast<Connection*>(p->data);
+  std::size_t overhead = 0;
+  if (c->last_was_value || c->current.headers.empty()) {
+    c->current.headers.emplace_back();
+    c->last_was_value = false;
+    overhead = kHeaderLineOverhead;
+  }
+  if (!c->count_header_bytes(len + overhead)) return -1;
+  auto& name = c->current.headers.back().first;
+  for (std::size_t i = 0; i < len; ++i)
+    name.push_back(ascii_lower(at[i]));
+  return 0;
+}
+
+int HttpServer::Impl::Connection::on_header_value(http_parser* p, const char* at, std::size_t len) {
+  auto* c = static_cast<Connection*>(p->data);
+  if (!c->count_header_bytes(len)) return -1;
+  c->last_was_value = true;
+  c->current.headers.back().second.append(at, len);
+  return 0;
+}
+
+int HttpServer::Impl::Connection::on_headers_complete(http_parser* p) {
+  auto* c = static_cast<Connection*>(p->data);
+  auto& req = c->current;
+  const auto& limits = c->server->limits;
+  c->headers_done = true;
+  for (auto& [name, value] : req.headers)
+    value = std::string(trim_ows(value));
+  req.method = http_method_str(static_cast<http_method>(p->method));
+
+  if (req.target == "*") {
+    req.path = "*";  // OPTIONS * names the server, not a resource
+  } else {
+    http_parser_url url;
+    http_parser_url_init(&url);
+    if (http_parser_parse_url(req.target.data(), req.target.size(),
+                              static_cast<http_method>(p->method) == HTTP_CONNECT, &url) != 0) {
+      c->parse_error_status = 400;
+      return -1;
+    }
+    auto field = [&](http_parser_url_fields f) -> std::string_view {
+      if (!(url.field_set & (1U << f))) return {};
+      return std::string_view(req.target).substr(url.field_data[f].off, url.field_data[f].len);
+    };
+    std::optional<std::string> path = percent_decode(field(UF_PATH), false);
+    // An encoded NUL would end the path early wherever it meets a C string (SQLite, the file system).
+    if (!path || path->find('\0') != std::string::npos) {
+      c->parse_error_status = 400;
+      return -1;
+    }
+    req.path = path->empty() && static_cast<http_method>(p->method) != HTTP_CONNECT ? "/" : std::move(*path);
+    req.query = std::string(field(UF_QUERY));
+    if (url.field_set & (1U << UF_HOST)) {
+      // parse_url strips the brackets of an IPv6 literal; they are put back so it reads like a Host value.
+      std::string host(field(UF_HOST));
+      c->current_authority = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+      if (url.field_set & (1U << UF_PORT)) c->current_authority += ":" + std::string(field(UF_PORT));
+    }
+  }
+
+  // Decided from Content-Length before any of the body is read, so an oversized upload is refused at once.
+  if ((p->flags & F_CONTENTLENGTH) && p->content_length > limits.max_body_bytes) {
+    c->parse_error_status = 413;
+    return -1;
+  }
+  if ((p->flags & F_CONTENTLENGTH) && p->content_length > 0) req.body.reserve(p->content_length);
+
+  // A client that asked to wait (curl does for large uploads) is told to go ahead, but only once every
+  // earlier response on the connection is out: a 100 between them would be taken for one of their answers.
+  auto expect = req.header("expect");
+  if (expect && iequals(*expect, "100-continue") && p->http_major == 1 && p->http_minor >= 1) {
+    if (c->pipeline.empty()) {
+      c->write_raw("HTTP/1.1 100 Continue\r\n\r\n");
+    } else {
+      c->pending_continue = true;
+    }
+  }
+  // The header clock also bounds pauses inside the body; on_read restarts it on every read.
+  return 0;
+}
+
+int HttpServer::Impl::Connection::on_body(http_parser* p, const char* at, std::size_t len) {
+  auto* c = static_cast<Connection*>(p->data);
+  // Chunked bodies announce no length, so their limit can only be enforced as they arrive.
+  if (c->current.body.size() + len > c->server->limits.max_body_bytes) {
+    c->parse_error_status = 413;
+    return -1;
+  }
+  c->current.body.append(at, len);
+  return 0;
+}
+
+int HttpServer::Impl::Connection::on_message_complete(http_parser* p) {
+  auto* c = static_cast<Connection*>(p->data);
+  c->in_message = false;
+  c->headers_done = false;
+  c->pending_continue = false;
+  c->served_any = true;
+  // The next request gets its own header clock from its first byte.
+  if (c->timer_mode != TimerMode::None) {
+    uv_timer_stop(&c->timer);
+    c->timer_mode = TimerMode::None;
+  }
+  // An upgrade (or CONNECT) request switches protocols after its headers; the server speaks none but
+  // HTTP/1.1, so it answers and closes instead of reading the other protocol as HTTP.
+  c->completed_keep_alive = http_should_keep_alive(p) != 0 && p->upgrade == 0;
+  if (!c->completed_keep_alive || c->finish_after_pipeline) c->stop_parsing = true;
+  // Pausing hands control back to process_input, which dispatches this request before parsing the next
+  // pipelined one; the handler thus never runs inside http_parser_execute.
+  http_parser_pause(p, 1);
+  return 0;
+}
+
+// ---- connection -------------------------------------------------------------------------------------------
+
+void HttpServer::Impl::Connection::start() {
+  http_parser_init(&parser, HTTP_REQUEST);
+  parser.data = this;
+  sockaddr_storage peer{};
+  int len = sizeof peer;
+  if (uv_tcp_getpeername(&tcp, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+    char ip[INET6_ADDRSTRLEN] = {};
+    if (peer.ss_family == AF_INET6) {
+      const auto* a = reinterpret_cast<const sockaddr_in6*>(&peer);
+      uv_ip6_name(a, ip, sizeof ip);
+      remote_port = ntohs(a->sin6_port);
+    } else {
+      const auto* a = reinterpret_cast<const sockaddr_in*>(&peer);
+      uv_ip4_name(a, ip, sizeof ip);
+      remote_port = ntohs(a->sin_port);
+    }
+    remote_address = ip;
+  }
+  // Small request/response exchanges: Nagle's delay would only add latency.
+  uv_tcp_nodelay(&tcp, 1);
+  set_timer(TimerMode::Header, server->limits.header_timeout_ms);
+  update_reading();
+}
+
+void HttpServer::Impl::Connection::on_alloc(uv_handle_t* handle, std::size_t, uv_buf_t* buf) {
+  auto* c = static_cast<Connection*>(handle->data);
+  // One buffer for the whole server: the loop thread reads one connection at a time and on_read consumes
+  // the bytes before the next allocation.
+  buf->base = c->server->read_buffer.data();
+  buf->len = c->server->read_buffer.size();
+}
+
+void HttpServer::Impl::Connection::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  auto* c = static_cast<Connection*>(stream->data);
+  if (c->closing) return;
+  if (nread > 0) {
+    if (c->shutting_write || c->stop_parsing) return;  // draining before close: input is discarded
+    if (c->in_message && c->headers_done)
+      c->set_timer(TimerMode::Header, c->server->limits.header_timeout_ms);
+    c->inbuf.append(buf->base, static_cast<std::size_t>(nread));
+    c->process_input();
+    return;
+  }
+  if (nread == 0) return;  // EAGAIN
+  if (nread != UV_EOF || c->shutting_write) {
+    c->close_now();
+    return;
+  }
+  // The client half-closed. Requests it already sent are still answered (a client may send its request and
+  // shut down its side); a request it had only partly sent can never complete.
+  c->peer_closed = true;
+  c->stop_parsing = true;
+  c->in_message = false;
+  c->headers_done = false;
+  c->finish_after_pipeline = true;
+  c->update_reading();
+  c->check_finished();
+}
+
+void HttpServer::Impl::Connection::process_input() {
+  // flush() may call back in here from a handler that answered synchronously; the outer loop carries on.
+  if (in_process) return;
+  in_process = true;
+  std::size_t offset = 0;
+  const auto& settings = parser_settings();
+  while (!closing && !stop_parsing && offset < inbuf.size() &&
+         pipeline.size() < server->limits.max_pipelined) {
+    std::size_t n = http_parser_execute(&parser, &settings, inbuf.data() + offset, inbuf.size() - offset);
+    offset += n;
+    http_errno err = HTTP_PARSER_ERRNO(&parser);
+    if (err == HPE_PAUSED) {
+      http_parser_pause(&parser, 0);
+      dispatch();
+      continue;
+    }
+    if (err != HPE_OK) {
+      fail_parse(err);
+      break;
+    }
+  }
+  if (!closing) inbuf.erase(0, std::min(offset, inbuf.size()));
+  if (stop_parsing) inbuf.clear();
+  // A large upload leaves a large buffer behind; an idle keep-alive connection should not keep it.
+  if (inbuf.empty() && inbuf.capacity() > kReadBufferSize * 4) std::string().swap(inbuf);
+  in_process = false;
+  if (closing) return;
+  update_reading();
+  update_timer();
+  check_finished();
+}
+
+void HttpServer::Impl::Connection::dispatch() {
+  HttpRequest request = std::move(current);
+  current = HttpRequest{};
+  auto exchange = std::make_shared<Exchange>();
+  exchange->conn = this;
+  exchange->head = request.method == "HEAD";
+  exchange->keep_alive = completed_keep_alive;
+  exchange->what = request.method + " " + request.target;
+  pipeline.push_back(exchange);
+
+  if (server->limits.require_loopback_host) {
+    std::optional<std::string> host;
+    std::size_t host_count = 0;
+    for (const auto& [name, value] : request.headers) {
+      if (name == "host" && host_count++ == 0) host = value;
+    }
+    bool ok = host_count == 1 && is_loopback_host(*host) &&
+              (current_authority.empty() || is_loopback_host(current_authority));
+    if (!ok) {
+      if (host_count == 1) {
+        spdlog::warn("loopback request {} from {} refused: Host '{}' is not a loopback name", exchange->what,
+                     request.remote_address, *host);
+      } else {
+        spdlog::warn("loopback request {} from {} refused: {} Host headers", exchange->what,
+                     request.remote_address, host_count);
+      }
+      deliver(exchange, HttpResponse::knosc_error(403, "Host header must name a loopback address",
+                                                  "Request.ForbiddenHost"));
+      return;
+    }
+  }
+
+  auto state = std::make_shared<ResponderState>(exchange);
+  try {
+    server->handler(request,
+                    [state](HttpResponse response) { deliver(state->exchange, std::move(response)); });
+  } catch (const std::exception& e) {
+    spdlog::error("loopback handler for {} threw: {}", exchange->what, e.what());
+    // Unwinding may already have answered 500 through the dropped Responder.
+    if (!exchange->answered) {
+      deliver(exchange, HttpResponse::knosc_error(500, "Internal server error", "Server.Internal"));
+    }
+  }
+}
+
+void HttpServer::Impl::Connection::fail_parse(http_errno err) {
+  int status = parse_error_status != 0 ? parse_error_status : (err == HPE_HEADER_OVERFLOW ? 431 : 400);
+  spdlog::debug("loopback client {}:{}: request refused with {} ({})", remote_address, remote_port, status,
+                http_errno_description(err));
+  stop_parsing = true;
+  in_message = false;
+  headers_done = false;
+  pending_continue = false;
+  // The parser cannot resynchronise after an error, so the connection closes after this answer.
+  switch (status) {
+    case 413:
+      queue_server_error(
+          413, "Request body is larger than " + std::to_string(server->limits.max_body_bytes) + " bytes",
+          "Request.TooLarge");
+      break;
+    case 431:
+      queue_server_error(
+          431,
+          "Request headers are larger than " + std::to_string(server->limits.max_header_bytes) + " bytes",
+          "Request.HeadersTooLarge");
+      break;
+    default:
+      queue_server_error(400, "Malformed HTTP request", "Request.Malformed");
+      break;
+  }
+}
+
+void HttpServer::Impl::Connection::queue_server_error(int status, std::string_view message,
+                                                      std::string_view code) {
+  // Appended behind any request still being worked on, so earlier answers keep their order; the connection
+  // closes after it.
+  auto exchange = std::make_shared<Exchange>();
+  exchange->conn = this;
+  exchange->keep_alive = false;
+  exchange->what = "(" + std::to_string(status) + ")";
+  pipeline.push_back(exchange);
+  deliver(exchange, HttpResponse::knosc_error(status, message, code));
+}
+
+void HttpServer::Impl::Connection::flush() {
+  if (closing || shutting_write) return;
+  while (!pipeline.empty() && pipeline.front()->answered) {
+    std::shared_ptr<Exchange> exchange = std::move(pipeline.front());
+    pipeline.pop_front();
+    exchange->conn = nullptr;
+    // The last answer before a planned close says so; an earlier one must not, or the client would drop
+    // the answers that follow it.
+    bool close =
+        !exchange->keep_alive || (finish_after_pipeline && pipeline.empty() && !(in_message && headers_done));
+    write_raw(serialize_response(*exchange->response, exchange->head, close));
+    if (close) {
+      begin_close();
+      return;
+    }
+  }
+  if (pipeline.empty() && pending_continue && in_message && headers_done) {
+    pending_continue = false;
+    write_raw("HTTP/1.1 100 Continue\r\n\r\n");
+  }
+  if (in_process) return;  // process_input finishes the bookkeeping
+  // Room in the pipeline again: parse what was held back and read more.
+  if (!inbuf.empty()) {
+    process_input();
+    return;
+  }
+  update_reading();
+  update_timer();
+  check_finished();
+}
+
+void HttpServer::Impl::Connection::write_raw(std::string data) {
+  struct WriteRequest {
+    uv_write_t req;
+    std::string data;
+  };
+  auto* w = new WriteRequest{{}, std::move(data)};
+  w->req.data = this;
+  uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp), &buf, 1, [](uv_write_t* req, int status) {
+    // Runs before the handle's close callback even when the write is cancelled, so the connection is alive.
+    auto* conn = static_cast<Connection*>(req->data);
+    delete reinterpret_cast<WriteRequest*>(req);
+    if (status < 0 && !conn->closing) {
+      spdlog::debug("loopback client {}:{}: write failed: {}", conn->remote_address, conn->remote_port,
+                    uv_strerror(status));
+      conn->close_now();
+    }
+  });
+  if (rc != 0) {
+    delete w;
+    close_now();
+  }
+}
+
+void HttpServer::Impl::Connection::begin_close() {
+  if (closing || shutting_write) return;
+  shutting_write = true;
+  stop_parsing = true;
+  inbuf.clear();
+  if (timer_mode != TimerMode::None) {
+    uv_timer_stop(&timer);
+    timer_mode = TimerMode::None;
+  }
+  auto* req = new uv_shutdown_t{};
+  req->data = this;
+  // uv_shutdown waits for queued writes, so the last response is fully sent before the FIN.
+  int rc = uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp), [](uv_shutdown_t* r, int status) {
+    auto* conn = static_cast<Connection*>(r->data);
+    delete r;
+    if (conn->closing) return;
+    if (status < 0 || conn->peer_closed) {
+      conn->close_now();
+      return;
+    }
+    conn->set_timer(TimerMode::Linger, conn->server->limits.linger_ms);
+    conn->update_reading();
+  });
+  if (rc != 0) {
+    delete req;
+    close_now();
+  }
+}
+
+void HttpServer::Impl::Connection::close_now() {
+  if (closing) return;
+  closing = true;
+  for (auto& exchange : pipeline)
+    exchange->conn = nullptr;
+  pipeline.clear();
+  inbuf.clear();
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp), &Connection::on_handle_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer), &Connection::on_handle_closed);
+}
+
+void HttpServer::Impl::Connection::on_handle_closed(uv_handle_t* handle) {
+  auto* c = static_cast<Connection*>(handle->data);
+  Impl* server = c->server;
+  if (--c->open_handles == 0) {
+    server->conns.erase(c);
+    if (c->counted) --server->counted_connections;
+    delete c;
+  }
+  server->handle_closed();
+}
+
+void HttpServer::Impl::Connection::drain_for_shutdown() {
+  finish_after_pipeline = true;
+  if (closing || shutting_write) return;
+  if (!(in_message && headers_done)) {
+    // Requests not yet begun, or whose headers are still arriving, are not in flight: they are not read.
+    stop_parsing = true;
+    in_message = false;
+    inbuf.clear();
+  }
+  if (pipeline.empty() && !in_message) {
+    close_now();  // an idle keep-alive connection: nothing to say to it
+    return;
+  }
+  update_reading();
+  check_finished();
+}
+
+void HttpServer::Impl::Connection::check_finished() {
+  if (closing || shutting_write) return;
+  if (finish_after_pipeline && pipeline.empty() && !(in_message && headers_done)) begin_close();
+}
+
+void HttpServer::Impl::Connection::update_reading() {
+  if (closing) return;
+  // While lingering, input is read only to be discarded; otherwise reading pauses when the pipeline is full
+  // so that a client cannot queue more work than max_pipelined.
+  bool want =
+      !peer_closed && (shutting_write || (!stop_parsing && pipeline.size() < server->limits.max_pipelined));
+  if (want && !reading) {
+    if (uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp), &Connection::on_alloc, &Connection::on_read) ==
+        0) {
+      reading = true;
+    }
+  } else if (!want && reading) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp));
+    reading = false;
+  }
+}
+
+void HttpServer::Impl::Connection::update_timer() {
+  if (closing || shutting_write || in_message) return;  // a request in progress keeps its header clock
+  if (!pipeline.empty()) {
+    // Waiting for handlers: they are ours, and shutdown has its own deadline.
+    if (timer_mode != TimerMode::None) {
+      uv_timer_stop(&timer);
+      timer_mode = TimerMode::None;
+    }
+    return;
+  }
+  // Until its first request a connection is on the header clock; afterwards it is an idle keep-alive.
+  if (!served_any) {
+    if (timer_mode != TimerMode::Header) set_timer(TimerMode::Header, server->limits.header_timeout_ms);
+  } else if (timer_mode != TimerMode::Idle) {
+    set_timer(TimerMode::Idle, server->limits.idle_timeout_ms);
+  }
+}
+
+void HttpServer::Impl::Connection::set_timer(TimerMode mode, std::uint64_t ms) {
+  timer_mode = mode;
+  uv_timer_start(
+      &timer, [](uv_timer_t* t) { static_cast<Connection*>(t->data)->on_timeout(); }, ms, 0);
+}
+
+void HttpServer::Impl::Connection::on_timeout() {
+  TimerMode mode = timer_mode;
+  timer_mode = TimerMode::None;
+  if (closing) return;
+  switch (mode) {
+    case TimerMode::Header:
+      spdlog::debug("loopback client {}:{}: request not received in time", remote_address, remote_port);
+      stop_parsing = true;
+      in_message = false;
+      headers_done = false;
+      pending_continue = false;
+      inbuf.clear();
+      queue_server_error(408, "Request was not received in time", "Request.Timeout");
+      update_reading();
+      break;
+    case TimerMode::Idle:
+    case TimerMode::Linger:
+      close_now();
+      break;
+    case TimerMode::None:
+      break;
+  }
+}
+
+// ---- server -----------------------------------------------------------------------------------------------
+
+void HttpServer::Impl::on_connection(uv_stream_t* listener, int status) {
+  auto* server = static_cast<Impl*>(listener->data);
+  if (status < 0) {
+    spdlog::warn("loopback server: accept failed: {}", uv_strerror(status));
+    return;
+  }
+  auto* c = new Connection(server);
+  uv_tcp_init(server->loop, &c->tcp);
+  uv_timer_init(server->loop, &c->timer);
+  c->tcp.data = c;
+  c->timer.data = c;
+  c->open_handles = 2;
+  server->open_handles += 2;
+  server->conns.insert(c);
+  if (int rc = uv_accept(listener, reinterpret_cast<uv_stream_t*>(&c->tcp)); rc != 0) {
+    spdlog::warn("loopback server: accept failed: {}", uv_strerror(rc));
+    c->close_now();
+    return;
+  }
+  if (server->shutting_down) {
+    c->close_now();
+    return;
+  }
+  c->start();
+  if (server->counted_connections >= server->limits.max_connections) {
+    // Accepted only to be told why: a refused connect would look like the daemon being down.
+    spdlog::warn("loopback server: {} connections open; refusing {}:{}", server->counted_connections,
+                 c->remote_address, c->remote_port);
+    c->stop_parsing = true;
+    c->queue_server_error(503, "Too many connections to knosc-syncd", "Server.Busy");
+    return;
+  }
+  c->counted = true;
+  ++server->counted_connections;
+}
+
+void HttpServer::Impl::begin_shutdown() {
+  shutting_down = true;
+  for (auto* listener : listeners) {
+    uv_close(reinterpret_cast<uv_handle_t*>(listener), [](uv_handle_t* h) {
+      auto* server = static_cast<Impl*>(h->data);
+      delete reinterpret_cast<uv_tcp_t*>(h);
+      server->handle_closed();
+    });
+  }
+  listeners.clear();
+  grace_timer = new uv_timer_t{};
+  uv_timer_init(loop, grace_timer);
+  grace_timer->data = this;
+  ++open_handles;
+  uv_timer_start(
+      grace_timer,
+      [](uv_timer_t* t) {
+        auto* server = static_cast<Impl*>(t->data);
+        if (!server->conns.empty()) {
+          spdlog::warn(
+              "loopback server: {} connections still busy after the shutdown grace period; closing them",
+              server->conns.size());
+        }
+        server->cut_all_connections();
+        server->maybe_finish();
+      },
+      limits.shutdown_grace_ms, 0);
+  std::vector<Connection*> snapshot(conns.begin(), conns.end());
+  for (auto* c : snapshot)
+    c->drain_for_shutdown();
+}
+
+void HttpServer::Impl::cut_all_connections() {
+  std::vector<Connection*> snapshot(conns.begin(), conns.end());
+  for (auto* c : snapshot)
+    c->close_now();
+}
+
+void HttpServer::Impl::handle_closed() {
+  --open_handles;
+  maybe_finish();
+}
+
+void HttpServer::Impl::maybe_finish() {
+  if (!shutting_down) return;
+  if (conns.empty() && grace_timer != nullptr && !grace_timer_closing) {
+    grace_timer_closing = true;
+    uv_close(reinterpret_cast<uv_handle_t*>(grace_timer), [](uv_handle_t* h) {
+      auto* server = static_cast<Impl*>(h->data);
+      delete reinterpret_cast<uv_timer_t*>(h);
+      server->handle_closed();
+    });
+    return;
+  }
+  if (open_handles != 0 || running_done) return;
+  if (owner_gone) {
+    delete this;
+    return;
+  }
+  // `done` may destroy the HttpServer; ~HttpServer sees running_done and leaves the freeing to us.
+  running_done = true;
+  auto callbacks = std::move(done_callbacks);
+  done_callbacks.clear();
+  for (auto& cb : callbacks) {
+    if (cb) cb();
+  }
+  running_done = false;
+  if (owner_gone) delete this;
+}
+
+HttpServer::HttpServer(uv_loop_t* loop, Handler handler, HttpServerLimits limits)
+    : impl_(new Impl(loop, std::move(handler), limits)) {}
+
+HttpServer::~HttpServer() {
+  Impl* impl = impl_;
+  impl->owner_gone = true;
+  impl->done_callbacks.clear();
+  if (impl->running_done) return;  // maybe_finish frees it once the callbacks return
+  if (impl->open_handles == 0) {
+    delete impl;
+    return;
+  }
+  if (!impl->shutting_down) impl->begin_shutdown();
+  impl->cut_all_connections();
+  if (impl->open_handles == 0) {
+    delete impl;
+    return;
+  }
+  impl->maybe_finish();  // closes the grace timer when no connection is left; the last close frees impl
+}
+
+int HttpServer::listen(const std::string& host, int port) {
+  Impl* impl = impl_;
+  if (impl->shutting_down || port < 0 || port > 65535) return UV_EINVAL;
+  std::string address = host;
+  if (address.size() >= 2 && address.front() == '[' && address.back() == ']')
+    address = address.substr(1, address.size() - 2);
+  sockaddr_storage storage{};
+  const bool v6 = address.find(':') != std::string::npos;
+  int rc = v6 ? uv_ip6_addr(address.c_str(), port, reinterpret_cast<sockaddr_in6*>(&storage))
+              : uv_ip4_addr(address.c_str(), port, reinterpret_cast<sockaddr_in*>(&storage));
+  if (rc != 0) return rc;
+
+  auto* listener = new uv_tcp_t{};
+  uv_tcp_init(impl->loop, listener);
+  listener->data = impl;
+  ++impl->open_handles;
+  auto discard = [&](int error) {
+    uv_close(reinterpret_cast<uv_handle_t*>(listener), [](uv_handle_t* h) {
+      auto* server = static_cast<Impl*>(h->data);
+      delete reinterpret_cast<uv_tcp_t*>(h);
+      server->handle_closed();
+    });
+    return error;
+  };
+  // IPV6ONLY keeps "::1" from also claiming IPv4, so the daemon binds exactly the addresses configured.
+  rc = uv_tcp_bind(listener, reinterpret_cast<const sockaddr*>(&storage), v6 ? UV_TCP_IPV6ONLY : 0);
+  if (rc != 0) return discard(rc);
+  rc = uv_listen(reinterpret_cast<uv_stream_t*>(listener), SOMAXCONN, &Impl::on_connection);
+  if (rc != 0) return discard(rc);
+  sockaddr_storage bound{};
+  int len = sizeof bound;
+  rc = uv_tcp_getsockname(listener, reinterpret_cast<sockaddr*>(&bound), &len);
+  if (rc != 0) return discard(rc);
+  impl->bound_port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                                       : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  impl->listeners.push_back(listener);
+  return 0;
+}
+
+int HttpServer::bound_port() const {
+  return impl_->bound_port;
+}
+
+void HttpServer::shutdown(std::function<void()> done) {
+  Impl* impl = impl_;
+  impl->done_callbacks.push_back(std::move(done));
+  if (!impl->shutting_down) impl->begin_shutdown();
+  impl->maybe_finish();
+}
+
+std::size_t HttpServer::connections() const {
+  return impl_->conns.size();
+}
+
+}  // namespace knosc::daemon

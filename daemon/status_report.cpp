@@ -36,6 +36,9 @@ nlohmann::ordered_json status_json(const replica::ReplicaStatus& status, bool ru
   out["online"] = running && online != status.state.end() && online->second == "true";
   out["running"] = running;
   out["schema_version"] = status.schema_version;
+  auto skew = status.state.find("clock_skew_seconds");
+  out["clock_skew_seconds"] = skew == status.state.end() ? nlohmann::ordered_json()
+                                                         : nlohmann::ordered_json(std::stoll(skew->second));
   nlohmann::ordered_json resources = nlohmann::ordered_json::object();
   for (const auto& r : status.resources) {
     nlohmann::ordered_json j;

@@ -587,6 +587,19 @@ void Puller::fetch_nested(Task& t) {
 }
 
 void Puller::finish(Task& t) {
+  if (auto skew = session_.clock_skew(); skew && skew->count() != recorded_skew_) {
+    // Knosc's clock as its Date headers tell it; `status` shows it so a drifting plant clock is visible.
+    recorded_skew_ = skew->count();
+    const std::string value = std::to_string(skew->count());
+    to_writer([this, value](replica::Replica& rep) {
+      try {
+        rep.set_state("clock_skew_seconds", value);
+      } catch (const std::exception& e) {
+        spdlog::error("replica: {}", e.what());
+      }
+      inbox_.post([this] { writer_done(); });
+    });
+  }
   t.phase = Phase::Idle;
   t.failures = 0;
   t.last_error.clear();

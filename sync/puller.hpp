@@ -115,6 +115,7 @@ class Puller {
   bool stopping_ = false;
   std::function<void()> on_stopped_;
   std::optional<bool> online_;
+  std::optional<std::int64_t> recorded_skew_;
   std::mt19937_64 rng_;
   std::shared_ptr<bool> alive_;  // lets callbacks that outlive the puller notice it is gone
 };

@@ -200,7 +200,6 @@ class Socket {
   // which the framing of a response cannot tell by itself.
   std::optional<Reply> read_response(bool head = false) {
     head_ = head;
-    complete_ = false;
     current_ = Reply{};
     while (true) {
       if (!pending_.empty()) {
@@ -275,7 +274,6 @@ class Socket {
   std::string pending_;
   Reply current_;
   bool head_ = false;
-  bool complete_ = false;
   bool last_was_value_ = false;
 };
 

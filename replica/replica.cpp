@@ -421,6 +421,24 @@ void Replica::defer_nested(const schema::Resource& res, const RecordId& id, std:
   up.exec();
 }
 
+void Replica::store_list_headers(const schema::Resource& res, const Json& headers, std::int64_t now) {
+  SQLite::Statement up(
+      db_,
+      "INSERT INTO list_meta (resource, headers, fetched_at) VALUES (?1, ?2, ?3) "
+      "ON CONFLICT (resource) DO UPDATE SET headers = ?2, fetched_at = ?3 WHERE headers IS NOT ?2");
+  up.bind(1, res.name);
+  up.bind(2, headers.dump());
+  up.bind(3, now);
+  up.exec();
+}
+
+std::optional<Json> Replica::list_headers(const schema::Resource& res) {
+  SQLite::Statement q(db_, "SELECT headers FROM list_meta WHERE resource = ?1");
+  q.bind(1, res.name);
+  if (!q.executeStep()) return std::nullopt;
+  return Json::parse(q.getColumn(0).getString());
+}
+
 void Replica::ensure_indexes(const schema::Resource& res) {
   std::set<std::string> keys(res.filterable.begin(), res.filterable.end());
   keys.insert(res.sortable.begin(), res.sortable.end());

@@ -111,6 +111,11 @@ class Replica {
   // Marks a row's nested parts as checked without data (get-one answered NotFound: deletion checks follow).
   void defer_nested(const schema::Resource& res, const RecordId& id, std::int64_t now);
 
+  // The list's column headers as upstream sent them on page 1 (custom columns included); written only when
+  // they changed. The loopback answers with them.
+  void store_list_headers(const schema::Resource& res, const Json& headers, std::int64_t now);
+  std::optional<Json> list_headers(const schema::Resource& res);
+
   // Indexes on the catalog's filterable and sortable keys (expression indexes on the JSON body), created once
   // a resource's first pass is complete so the initial bulk load does not maintain them row by row.
   void ensure_indexes(const schema::Resource& res);

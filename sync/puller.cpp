@@ -337,6 +337,11 @@ void Puller::apply_page(Task& t, std::string body) {
       if (auto data = doc.find("data"); data != doc.end() && data->is_object())
         if (auto r = data->find("rows"); r != data->end() && r->is_array()) rows = &*r;
       if (!rows) throw std::runtime_error("the list response has no data.rows array");
+      if (cursor.page == 1) {
+        const auto& data = doc["data"];
+        if (auto h = data.find("headers"); h != data.end() && h->is_array())
+          rep.store_list_headers(*res, *h, unix_now());
+      }
       auto outcome = rep.apply_page(*res, cursor, *rows, unix_now());
       if (outcome.pass_complete) rep.ensure_indexes(*res);
       inbox_.post([this, &t, outcome] {

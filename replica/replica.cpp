@@ -14,9 +14,11 @@ namespace knosc::replica {
 namespace {
 
 int open_flags(Replica::Mode mode) {
+  // Each connection is used by one thread only (the writer's, or a reader's own), so SQLite's per-call mutex
+  // would only cost time.
   return mode == Replica::Mode::ReadWrite
-             ? SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_FULLMUTEX
-             : SQLite::OPEN_READONLY | SQLite::OPEN_FULLMUTEX;
+             ? SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX
+             : SQLite::OPEN_READONLY | SQLite::OPEN_NOMUTEX;
 }
 
 void bind_id(SQLite::Statement& st, int index, const RecordId& id) {
@@ -90,10 +92,11 @@ struct Replica::Statements {
                    "UPDATE record SET parent_id = ?3, body = ?4, body_hash = ?5, updated_at = ?6, "
                    "nested_at = CASE WHEN ?7 THEN NULL ELSE nested_at END "
                    "WHERE resource = ?1 AND id = ?2"),
-        ids_in_range_from(db, "SELECT id FROM record WHERE resource = ?1 AND id > ?2 AND id <= ?3"),
-        ids_in_range_all(db, "SELECT id FROM record WHERE resource = ?1 AND id > ?2"),
-        ids_in_range_to(db, "SELECT id FROM record WHERE resource = ?1 AND id <= ?2"),
-        ids_all(db, "SELECT id FROM record WHERE resource = ?1"),
+        ids_in_range_from(db,
+                          "SELECT id, body_hash FROM record WHERE resource = ?1 AND id > ?2 AND id <= ?3"),
+        ids_in_range_all(db, "SELECT id, body_hash FROM record WHERE resource = ?1 AND id > ?2"),
+        ids_in_range_to(db, "SELECT id, body_hash FROM record WHERE resource = ?1 AND id <= ?2"),
+        ids_all(db, "SELECT id, body_hash FROM record WHERE resource = ?1"),
         insert_candidate(
             db, "INSERT OR IGNORE INTO delete_candidate (resource, id, generation) VALUES (?1, ?2, ?3)") {}
 };
@@ -106,6 +109,9 @@ Replica::Replica(const std::string& path, const schema::Catalog& catalog, Mode m
     db_.exec("PRAGMA journal_mode = WAL");
     db_.exec("PRAGMA synchronous = FULL");
     db_.exec("PRAGMA foreign_keys = ON");
+    // 16 MiB of page cache: a pass reads each page's id range back, and the default 2 MiB makes those reads
+    // go to the kernel again and again on a large replica.
+    db_.exec("PRAGMA cache_size = -16384");
     migrate(db_, builtin_migrations());
     prepare_statements();
   } else {
@@ -187,54 +193,32 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
   }
 
   const bool track_nested = res.has_nested();
-  std::set<RecordId, IdLess> listed;
+
+  // First pass over the page: ids and the highest one, which bound the id range the page covers.
+  struct Listed {
+    const Json* row;
+    RecordId id;
+  };
+  std::vector<Listed> listed;
+  listed.reserve(rows.size());
   std::optional<RecordId> max_id;
   for (const auto& row : rows) {
-    if (!row.is_object()) {
-      ++out.without_id;
-      continue;
-    }
-    auto it = row.find("id");
-    std::optional<RecordId> id = it == row.end() ? std::nullopt : record_id_from_json(*it);
+    std::optional<RecordId> id;
+    if (row.is_object())
+      if (auto it = row.find("id"); it != row.end()) id = record_id_from_json(*it);
     if (!id) {
       ++out.without_id;
       continue;
     }
-    ++out.rows;
-    listed.insert(*id);
     if (!max_id || id_less(*max_id, *id)) max_id = *id;
-
-    const auto hash = static_cast<std::int64_t>(content_hash(row));
-    auto& sel = st_->select_hash;
-    sel.reset();
-    sel.bind(1, res.name);
-    bind_id(sel, 2, *id);
-    const bool exists = sel.executeStep();
-    const std::int64_t old_hash = exists ? sel.getColumn(0).getInt64() : 0;
-    sel.reset();
-    if (exists && old_hash == hash) continue;
-
-    std::optional<RecordId> parent;
-    if (!res.parent_key.empty()) {
-      auto p = row.find(res.parent_key);
-      if (p != row.end()) parent = record_id_from_json(*p);
-    }
-    auto& w = exists ? st_->update_row : st_->insert_row;
-    w.reset();
-    w.clearBindings();
-    w.bind(1, res.name);
-    bind_id(w, 2, *id);
-    bind_optional_id(w, 3, parent);
-    w.bind(4, row.dump());
-    w.bind(5, static_cast<std::int64_t>(hash));
-    w.bind(6, static_cast<std::int64_t>(now));
-    if (exists) w.bind(7, track_nested ? 1 : 0);
-    w.exec();
-    ++out.written;
+    listed.push_back({&row, std::move(*id)});
   }
+  out.rows = static_cast<int>(listed.size());
 
-  // A page shorter than the page size is the last one: every replica row above the previous page's last id
-  // that was not listed is a deletion candidate. Otherwise only the range this page covered is checked.
+  // A page shorter than the page size is the last one: it covers every id above the previous page's last id.
+  // Otherwise it covers (previous last id, its own highest id]. One range read gives both the stored hashes
+  // of the rows it lists and the stored rows it failed to list (deletion candidates), instead of a lookup per
+  // row.
   out.pass_complete = out.rows + out.without_id < cursor.page_size;
   SQLite::Statement* range = nullptr;
   if (out.pass_complete) {
@@ -242,6 +226,7 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
   } else if (max_id) {
     range = cursor.last_id ? &st_->ids_in_range_from : &st_->ids_in_range_to;
   }
+  std::map<RecordId, std::int64_t, IdLess> stored;  // id -> body_hash, within the range
   if (range) {
     range->reset();
     range->clearBindings();
@@ -254,21 +239,67 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
     } else if (range == &st_->ids_in_range_to) {
       bind_id(*range, 2, *max_id);
     }
-    std::vector<RecordId> missed;
-    while (range->executeStep()) {
-      auto id = column_id(range->getColumn(0));
-      if (id && !listed.count(*id)) missed.push_back(*id);
-    }
+    while (range->executeStep())
+      if (auto id = column_id(range->getColumn(0)))
+        stored.emplace(std::move(*id), range->getColumn(1).getInt64());
     range->reset();
-    for (const auto& id : missed) {
-      auto& ins = st_->insert_candidate;
-      ins.reset();
-      ins.bind(1, res.name);
-      bind_id(ins, 2, id);
-      ins.bind(3, static_cast<std::int64_t>(cursor.generation));
-      ins.exec();
+  }
+  const auto in_range = [&](const RecordId& id) {
+    if (!range) return false;
+    if (cursor.last_id && !id_less(*cursor.last_id, id)) return false;
+    return out.pass_complete || !id_less(*max_id, id);
+  };
+
+  std::set<RecordId, IdLess> seen;
+  for (const auto& [row_ptr, id] : listed) {
+    const Json& row = *row_ptr;
+    seen.insert(id);
+    const auto hash = static_cast<std::int64_t>(content_hash(row));
+    bool exists = false;
+    std::int64_t old_hash = 0;
+    if (auto it = stored.find(id); it != stored.end()) {
+      exists = true;
+      old_hash = it->second;
+    } else if (!in_range(id)) {
+      // Only when upstream's order disagrees with ours: the row lies outside the range read above.
+      auto& sel = st_->select_hash;
+      sel.reset();
+      sel.bind(1, res.name);
+      bind_id(sel, 2, id);
+      exists = sel.executeStep();
+      if (exists) old_hash = sel.getColumn(0).getInt64();
+      sel.reset();
     }
-    out.missed = static_cast<int>(missed.size());
+    if (exists && old_hash == hash) continue;
+
+    std::optional<RecordId> parent;
+    if (!res.parent_key.empty()) {
+      auto p = row.find(res.parent_key);
+      if (p != row.end()) parent = record_id_from_json(*p);
+    }
+    auto& w = exists ? st_->update_row : st_->insert_row;
+    w.reset();
+    w.clearBindings();
+    w.bind(1, res.name);
+    bind_id(w, 2, id);
+    bind_optional_id(w, 3, parent);
+    w.bind(4, row.dump());
+    w.bind(5, hash);
+    w.bind(6, now);
+    if (exists) w.bind(7, track_nested ? 1 : 0);
+    w.exec();
+    ++out.written;
+  }
+
+  for (const auto& [id, hash] : stored) {
+    if (seen.count(id)) continue;
+    auto& ins = st_->insert_candidate;
+    ins.reset();
+    ins.bind(1, res.name);
+    bind_id(ins, 2, id);
+    ins.bind(3, cursor.generation);
+    ins.exec();
+    ++out.missed;
   }
 
   out.next = cursor;

@@ -1,5 +1,6 @@
 #include "sync/puller.hpp"
 
+#include <SQLiteCpp/Transaction.h>
 #include <curl/curl.h>
 #include <spdlog/spdlog.h>
 
@@ -52,6 +53,12 @@ struct Puller::Task {
   int page_size = 500;
   std::int64_t nested_refresh_seconds = 24 * 3600;
   std::optional<std::int64_t> nested_cutoff;  // set while the nested phase of a pass runs
+  struct NestedResult {
+    replica::RecordId id;
+    bool found = false;
+    std::string body;
+  };
+  std::vector<NestedResult> nested_results;  // get-one answers of the batch in flight
   Phase phase = Phase::Idle;
   Clock::time_point due{};
   int failures = 0;
@@ -531,53 +538,22 @@ void Puller::fetch_nested(Task& t) {
         for (const auto& id : ids) {
           with_slot([this, &t, id] {
             auto alive = alive_;
-            session_.call("GET", t.res->route() + "/" + replica::to_string(id), "",
-                          [this, &t, id, alive](ApiResult r) {
-                            if (!*alive) return;
-                            release_slot();
-                            note_link(r);
-                            const auto d = classify(r.kind, r.status, r.code, t.res->not_found_code);
-                            const auto* res2 = t.res;
-                            if (d == Disposition::Success || d == Disposition::NotFound) {
-                              const bool found = d == Disposition::Success;
-                              to_writer([this, res2, id, found,
-                                         body = std::move(r.response.body)](replica::Replica& writer_rep) {
-                                try {
-                                  const auto now = unix_now();
-                                  if (found) {
-                                    auto doc = replica::Json::parse(body);
-                                    const auto* rec = get_one_record(doc, res2->get_one);
-                                    if (!rec) throw std::runtime_error("unexpected get-one shape");
-                                    writer_rep.store_nested(*res2, id, *rec, now);
-                                  } else {
-                                    // Gone upstream: the next pass will miss it and confirm the deletion.
-                                    writer_rep.defer_nested(*res2, id, now);
-                                  }
-                                } catch (const std::exception& e) {
-                                  spdlog::warn("{}: nested parts of {}: {}", res2->name,
-                                               replica::to_string(id), e.what());
-                                  try {
-                                    writer_rep.defer_nested(*res2, id, unix_now());
-                                  } catch (...) {
-                                  }
-                                }
-                                inbox_.post([this] { writer_done(); });
-                              });
-                            } else {
-                              t.batch_failed = true;
-                              t.batch_disposition = d;
-                              t.batch_message = "fetching " + replica::to_string(id) + ": " + describe(r);
-                              t.batch_retry_after = r.retry_after;
-                            }
-                            if (--t.batch_pending == 0) {
-                              if (stopping_) return;
-                              if (t.batch_failed) {
-                                fail(t, t.batch_disposition, t.batch_message, t.batch_retry_after);
-                              } else {
-                                fetch_nested(t);
-                              }
-                            }
-                          });
+            session_.call(
+                "GET", t.res->route() + "/" + replica::to_string(id), "", [this, &t, id, alive](ApiResult r) {
+                  if (!*alive) return;
+                  release_slot();
+                  note_link(r);
+                  const auto d = classify(r.kind, r.status, r.code, t.res->not_found_code);
+                  if (d == Disposition::Success || d == Disposition::NotFound) {
+                    t.nested_results.push_back({id, d == Disposition::Success, std::move(r.response.body)});
+                  } else {
+                    t.batch_failed = true;
+                    t.batch_disposition = d;
+                    t.batch_message = "fetching " + replica::to_string(id) + ": " + describe(r);
+                    t.batch_retry_after = r.retry_after;
+                  }
+                  if (--t.batch_pending == 0) store_nested_batch(t);
+                });
           });
         }
       });
@@ -588,6 +564,49 @@ void Puller::fetch_nested(Task& t) {
         fail(t, Disposition::Transient, msg, std::nullopt);
       });
     }
+  });
+}
+
+// Stores a batch of get-one answers in one transaction: one commit (and fsync) per batch instead of per
+// record.
+void Puller::store_nested_batch(Task& t) {
+  auto results = std::move(t.nested_results);
+  t.nested_results.clear();
+  const auto* res = t.res;
+  to_writer([this, &t, res, results = std::move(results)](replica::Replica& rep) {
+    try {
+      SQLite::Transaction tx(rep.db());
+      const auto now = unix_now();
+      for (const auto& r : results) {
+        try {
+          if (r.found) {
+            auto doc = replica::Json::parse(r.body);
+            const auto* rec = get_one_record(doc, res->get_one);
+            if (!rec) throw std::runtime_error("unexpected get-one shape");
+            rep.store_nested(*res, r.id, *rec, now);
+          } else {
+            // Gone upstream: the next pass will miss it and confirm the deletion.
+            rep.defer_nested(*res, r.id, now);
+          }
+        } catch (const std::exception& e) {
+          // One unreadable answer must not hold the others back; it is tried again on the next refresh.
+          spdlog::warn("{}: nested parts of {}: {}", res->name, replica::to_string(r.id), e.what());
+          rep.defer_nested(*res, r.id, now);
+        }
+      }
+      tx.commit();
+    } catch (const std::exception& e) {
+      spdlog::error("replica: storing nested parts of {}: {}", res->name, e.what());
+    }
+    inbox_.post([this, &t] {
+      writer_done();
+      if (stopping_) return;
+      if (t.batch_failed) {
+        fail(t, t.batch_disposition, t.batch_message, t.batch_retry_after);
+      } else {
+        fetch_nested(t);
+      }
+    });
   });
 }
 

@@ -87,6 +87,7 @@ class Puller {
   void apply_page(Task& t, std::string body);
   void check_deletions(Task& t);
   void fetch_nested(Task& t);
+  void store_nested_batch(Task& t);
   void finish(Task& t);
   void fail(Task& t, Disposition d, const std::string& message,
             std::optional<std::chrono::seconds> retry_after);

@@ -179,7 +179,7 @@ struct UpstreamSession::Impl : std::enable_shared_from_this<UpstreamSession::Imp
 
   // --- results ---
 
-  ApiResult result_from(const HttpResponse& r) const {
+  ApiResult result_from(HttpResponse r) const {
     ApiResult a;
     a.status = r.status;
     if (!r.transport_ok()) {
@@ -194,7 +194,7 @@ struct UpstreamSession::Impl : std::enable_shared_from_this<UpstreamSession::Imp
       }
       if (r.status == 429 || r.status == 503) a.retry_after = retry_after(r, clock());
     }
-    a.response = r;
+    a.response = std::move(r);
     return a;
   }
 
@@ -296,7 +296,9 @@ struct UpstreamSession::Impl : std::enable_shared_from_this<UpstreamSession::Imp
   }
 
   void on_call_response(const CallPtr& c, HttpResponse r) {
-    if (r.transport_ok() && !c->recovered) {
+    // Only 401 and 422 can be session rejections; parsing every body (list pages are large) would double the
+    // cost of a pull for nothing.
+    if (r.transport_ok() && !c->recovered && (r.status == 401 || r.status == 422)) {
       const std::string code = parse_error(r.body).code;
       if (session_rejected(r, code)) {
         c->recovered = true;
@@ -319,7 +321,7 @@ struct UpstreamSession::Impl : std::enable_shared_from_this<UpstreamSession::Imp
         return;
       }
     }
-    complete(c, result_from(r));
+    complete(c, result_from(std::move(r)));
   }
 
   void start(std::string method, std::string path, std::string body, std::function<void(ApiResult)> done) {

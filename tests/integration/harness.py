@@ -117,6 +117,7 @@ class Daemon:
                  username: str = "sync@acme.example", sync: Optional[dict] = None, extra_toml: str = ""):
         self.sim = sim
         self.workdir = workdir or tempfile.mkdtemp(prefix="knosc-syncd-")
+        os.makedirs(self.workdir, exist_ok=True)
         self.state_dir = os.path.join(self.workdir, "state")
         self.config_path = os.path.join(self.workdir, "knosc-syncd.toml")
         self.password_path = os.path.join(self.workdir, "password")

@@ -132,6 +132,13 @@ Config load_config(const std::string& path) {
     TableReader r(path, *lb, "loopback.");
     c.loopback_host = r.str("host").value_or(c.loopback_host);
     c.loopback_port = r.integer("port", 0, 65535).value_or(c.loopback_port);
+    c.reader_threads = r.integer("reader_threads", 1, 64).value_or(c.reader_threads);
+    c.access_ttl_seconds =
+        r.integer("access_ttl_seconds", 10, 24 * 3600).value_or(static_cast<int>(c.access_ttl_seconds));
+    c.refresh_ttl_seconds = r.integer("refresh_ttl_seconds", 60, 365 * 24 * 3600)
+                                .value_or(static_cast<int>(c.refresh_ttl_seconds));
+    c.offline_login_ttl_seconds = r.integer("offline_login_ttl_seconds", 0, 365 * 24 * 3600)
+                                      .value_or(static_cast<int>(c.offline_login_ttl_seconds));
     r.reject_unknown();
   }
 

@@ -35,6 +35,10 @@ struct Config {
   // [loopback]
   std::string loopback_host = "127.0.0.1";
   int loopback_port = 8470;
+  int reader_threads = 2;
+  std::int64_t access_ttl_seconds = 15 * 60;
+  std::int64_t refresh_ttl_seconds = 30 * 24 * 3600;
+  std::int64_t offline_login_ttl_seconds = 7 * 24 * 3600;
 
   // [sync]
   sync::PullOptions pull;

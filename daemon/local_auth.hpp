@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -90,7 +91,8 @@ class LocalAuth {
   void logout(const HttpRequest& request, Responder respond);  // POST /api/logout (needs session + CSRF)
 
   // The session a request's access cookie belongs to, or the Knosc 401 to answer (Token.Missing,
-  // Token.Expired, Token.Invalid).
+  // Token.Expired, Token.Invalid). The pointer is valid until control returns to the loop (a logout or the
+  // purge of expired sessions may remove it then); copy what must outlive the current callback.
   std::variant<const LocalSession*, HttpResponse> session_for(const HttpRequest& request) const;
   // For POST/PUT/PATCH/DELETE: the 422 CSRF.Invalid answer when X-XSRF-TOKEN is not the session's value.
   std::optional<HttpResponse> check_csrf(const HttpRequest& request, const LocalSession& session) const;

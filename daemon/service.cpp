@@ -13,6 +13,9 @@
 #include <ctime>
 #include <filesystem>
 
+#include "daemon/local_auth.hpp"
+#include "daemon/loopback.hpp"
+#include "daemon/replica_readers.hpp"
 #include "replica/migrations.hpp"
 #include "replica/writer.hpp"
 #include "sync/http_client.hpp"
@@ -63,6 +66,9 @@ struct Runtime {
   std::unique_ptr<sync::HttpClient> http;
   std::unique_ptr<sync::UpstreamSession> session;
   std::unique_ptr<sync::Puller> puller;
+  std::unique_ptr<ReplicaReaders> readers;
+  std::unique_ptr<LocalAuth> auth;
+  std::unique_ptr<LoopbackApi> loopback;
   uv_signal_t sigterm{}, sigint{};
   uv_timer_t watchdog{}, progress{};
   bool watchdog_on = false, progress_on = false;
@@ -82,15 +88,20 @@ void begin_shutdown(Runtime& rt, const char* why) {
   sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
   uv_signal_stop(&rt.sigterm);
   uv_signal_stop(&rt.sigint);
-  // Order: the puller stops issuing work and waits for what is in flight (a page being written commits or
-  // rolls back whole); then HTTP transfers and handles close; then the loop runs out of handles.
-  rt.puller->stop([&rt] {
-    rt.http->close([&rt] {
-      rt.inbox->close();
-      close_handle(reinterpret_cast<uv_handle_t*>(&rt.sigterm));
-      close_handle(reinterpret_cast<uv_handle_t*>(&rt.sigint));
-      if (rt.watchdog_on) close_handle(reinterpret_cast<uv_handle_t*>(&rt.watchdog));
-      if (rt.progress_on) close_handle(reinterpret_cast<uv_handle_t*>(&rt.progress));
+  // Order: the loopback stops accepting and answers what it has (tools get their replies); local auth closes
+  // its upstream checks; the puller stops issuing work and waits for what is in flight (a page being written
+  // commits or rolls back whole); then HTTP transfers and handles close; then the loop runs out of handles.
+  rt.loopback->shutdown([&rt] {
+    rt.auth->close([&rt] {
+      rt.puller->stop([&rt] {
+        rt.http->close([&rt] {
+          rt.inbox->close();
+          close_handle(reinterpret_cast<uv_handle_t*>(&rt.sigterm));
+          close_handle(reinterpret_cast<uv_handle_t*>(&rt.sigint));
+          if (rt.watchdog_on) close_handle(reinterpret_cast<uv_handle_t*>(&rt.watchdog));
+          if (rt.progress_on) close_handle(reinterpret_cast<uv_handle_t*>(&rt.progress));
+        });
+      });
     });
   });
 }
@@ -161,6 +172,44 @@ int run_daemon(const Config& config) {
   rt.session = std::make_unique<sync::UpstreamSession>(*rt.http, config.base_url, creds);
   rt.puller = std::make_unique<sync::Puller>(&rt.loop, *rt.session, *rt.writer, *rt.inbox,
                                              schema::Catalog::builtin(), config.pull);
+  try {
+    rt.readers = std::make_unique<ReplicaReaders>(config.replica_path(), schema::Catalog::builtin(),
+                                                  config.reader_threads);
+  } catch (const std::exception& e) {
+    spdlog::critical("{}: cannot open the replica for reading: {}", config.replica_path(), e.what());
+    return 1;
+  }
+  LocalAuthOptions auth_options;
+  auth_options.upstream_base_url = config.base_url;
+  auth_options.tls = tls;
+  auth_options.timeouts = timeouts;
+  auth_options.access_ttl_seconds = config.access_ttl_seconds;
+  auth_options.refresh_ttl_seconds = config.refresh_ttl_seconds;
+  auth_options.offline_login_ttl_seconds = config.offline_login_ttl_seconds;
+  auto* puller = rt.puller.get();
+  rt.auth = std::make_unique<LocalAuth>(&rt.loop, auth_options, *rt.writer, *rt.inbox,
+                                        [puller] { return puller->online(); });
+  LoopbackDeps deps;
+  deps.loop = &rt.loop;
+  deps.config = &config;
+  deps.catalog = &schema::Catalog::builtin();
+  deps.writer = rt.writer.get();
+  deps.readers = rt.readers.get();
+  deps.inbox = rt.inbox.get();
+  deps.auth = rt.auth.get();
+  deps.online = [puller] { return puller->online(); };
+  deps.progress = [puller] { return puller->progress(); };
+  rt.loopback = std::make_unique<LoopbackApi>(deps);
+  if (int rc = rt.loopback->listen(); rc != 0) {
+    spdlog::critical("loopback: cannot listen on {}:{}: {}", config.loopback_host, config.loopback_port,
+                     uv_strerror(rc));
+    return 1;
+  }
+  {
+    const std::string base = rt.loopback->base_url();
+    rt.writer->post([base](replica::Replica& rep) { rep.set_state("loopback_base", base); });
+    spdlog::info("loopback API on {}", base);
+  }
 
   uv_signal_init(&rt.loop, &rt.sigterm);
   uv_signal_init(&rt.loop, &rt.sigint);
@@ -216,15 +265,20 @@ int run_daemon(const Config& config) {
   spdlog::info("knosc-syncd {} started: upstream {}, replica {}", KNOSC_VERSION, config.base_url,
                config.replica_path());
   rt.puller->start();
+  rt.auth->start([] {});
   sd_notify(0, "READY=1\nSTATUS=Replica open; syncing");
 
   uv_run(&rt.loop, UV_RUN_DEFAULT);
 
+  rt.loopback.reset();
+  rt.auth.reset();
   rt.puller.reset();
   rt.session.reset();
   rt.http.reset();
   rt.inbox.reset();
   uv_run(&rt.loop, UV_RUN_DEFAULT);  // let the close callbacks of destroyed objects run
+  rt.readers->stop();
+  rt.readers.reset();
   // Tasks still queued (connectivity notes) finish before the replica closes.
   rt.writer->stop();
   rt.writer.reset();

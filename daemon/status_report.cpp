@@ -35,6 +35,9 @@ nlohmann::ordered_json status_json(const replica::ReplicaStatus& status, bool ru
   // A stopped daemon cannot vouch for the link, whatever it last recorded.
   out["online"] = running && online != status.state.end() && online->second == "true";
   out["running"] = running;
+  auto loopback = status.state.find("loopback_base");
+  out["loopback_base"] = running && loopback != status.state.end() ? nlohmann::ordered_json(loopback->second)
+                                                                   : nlohmann::ordered_json();
   out["schema_version"] = status.schema_version;
   auto skew = status.state.find("clock_skew_seconds");
   out["clock_skew_seconds"] = skew == status.state.end() ? nlohmann::ordered_json()

@@ -108,6 +108,29 @@ class ResourceReader {
     fail(source_, *n, "key '" + std::string(key) + "' must be one of " + allowed);
   }
 
+  std::vector<DerivedList> derived_lists(std::string_view key) {
+    seen_.insert(std::string(key));
+    std::vector<DerivedList> out;
+    const toml::node* n = table_.get(key);
+    if (!n) return out;
+    const toml::array* arr = n->as_array();
+    if (!arr) fail(source_, *n, "key '" + std::string(key) + "' must be an array of tables");
+    for (const auto& e : *arr) {
+      const toml::table* t = e.as_table();
+      if (!t) fail(source_, e, "key '" + std::string(key) + "' must contain tables");
+      ResourceReader r(source_, *t);
+      DerivedList d;
+      d.key = r.str("key");
+      d.from = r.str("from");
+      d.match_key = r.str("match_key");
+      d.own_key = r.str("own_key", std::string("id"));
+      d.fields = r.strings("fields");
+      r.reject_unknown_keys();
+      out.push_back(std::move(d));
+    }
+    return out;
+  }
+
   void reject_unknown_keys() {
     for (const auto& [name, node] : table_)
       if (!seen_.count(std::string(name.str())))
@@ -158,6 +181,8 @@ Catalog Catalog::parse(std::string_view text, std::string_view source) {
     res.name = r.str("name");
     if (res.name.empty() || res.name.find_first_of("/?# ") != std::string::npos)
       fail(source, *t, "resource name '" + res.name + "' must be a non-empty route segment");
+    res.label = r.str("label", res.name);
+    res.not_found_message = r.str("not_found_message", res.not_found_message);
     res.id_type = r.choice<IdType>("id_type", {{"integer", IdType::Integer}, {"string", IdType::String}});
     res.business_key = r.strings("business_key");
     res.module = r.str("module");
@@ -186,6 +211,7 @@ Catalog Catalog::parse(std::string_view text, std::string_view source) {
                                                    ConflictPolicy::Merge);
     res.manual_fields = r.strings("manual_fields");
     res.mirror = r.boolean("mirror", true);
+    res.derived = r.derived_lists("derived");
     r.reject_unknown_keys();
 
     if (res.parent.empty() != res.parent_key.empty())
@@ -227,6 +253,23 @@ Catalog Catalog::parse(std::string_view text, std::string_view source) {
 const Catalog& Catalog::builtin() {
   static const Catalog catalog = parse(embedded::kCatalog, "schema/catalog.toml");
   return catalog;
+}
+
+std::string Resource::missing_message(std::string_view id) const {
+  std::string out;
+  const std::string& t = not_found_message;
+  for (std::size_t i = 0; i < t.size();) {
+    if (t.compare(i, 7, "{label}") == 0) {
+      out += label;
+      i += 7;
+    } else if (t.compare(i, 4, "{id}") == 0) {
+      out += id;
+      i += 4;
+    } else {
+      out += t[i++];
+    }
+  }
+  return out;
 }
 
 const Resource* Catalog::find(std::string_view name) const {

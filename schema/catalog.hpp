@@ -21,8 +21,20 @@ struct SortSpec {
   bool descending = false;
 };
 
+// A part of get-one that Knosc computes from related records (a customer's "Ship To Locations"): the loopback
+// derives it from the mirrored related rows instead of fetching every record.
+struct DerivedList {
+  std::string key;                  // key in the get-one record
+  std::string from;                 // the related resource
+  std::string match_key;            // key of the related rows that holds ...
+  std::string own_key;              // ... this record's value of this key
+  std::vector<std::string> fields;  // keys copied from each related row
+};
+
 struct Resource {
-  std::string name;  // route name after /api/, e.g. "purchase-order"
+  std::string name;   // route name after /api/, e.g. "purchase-order"
+  std::string label;  // the record's name in Knosc's messages, e.g. "PO"
+  std::string not_found_message = "{label} #{id} not found.";
   IdType id_type = IdType::Integer;
   std::vector<std::string> business_key;
   std::string module;  // privilege module, e.g. "Procurement"
@@ -42,8 +54,11 @@ struct Resource {
   ConflictPolicy conflict_policy = ConflictPolicy::Merge;
   std::vector<std::string> manual_fields;
   bool mirror = true;
+  std::vector<DerivedList> derived;
 
   std::string route() const { return "/" + name; }
+  // Knosc's message for a missing record of this resource, e.g. "PO #42 not found.".
+  std::string missing_message(std::string_view id) const;
   bool has_nested() const { return !nested.empty(); }
   bool is_line_list() const { return !parent.empty(); }
 };

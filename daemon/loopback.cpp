@@ -1,0 +1,485 @@
+#include "daemon/loopback.hpp"
+
+#include <SQLiteCpp/Statement.h>
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <ctime>
+#include <map>
+#include <sstream>
+
+#include "daemon/status_report.hpp"
+#include "replica/list_query.hpp"
+
+namespace knosc::daemon {
+namespace {
+
+using OJson = nlohmann::ordered_json;
+
+std::int64_t unix_now() {
+  return static_cast<std::int64_t>(std::time(nullptr));
+}
+
+HttpResponse json_response(int status, const OJson& body) {
+  return HttpResponse::json(status, body.dump());
+}
+HttpResponse not_privileged() {
+  return HttpResponse::knosc_error(403, "Not Privileged for this action", "User.NotPrivileged");
+}
+HttpResponse route_not_found() {
+  return HttpResponse::knosc_error(404, "Not Found", "Route.NotFound");
+}
+HttpResponse internal_error() {
+  return HttpResponse::knosc_error(500, "Internal Server Error", "Server.InternalError");
+}
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> out;
+  std::size_t i = 0;
+  while (i < path.size()) {
+    while (i < path.size() && path[i] == '/')
+      ++i;
+    std::size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    if (j > i) out.push_back(path.substr(i, j - i));
+    i = j;
+  }
+  return out;
+}
+
+bool is_write(const std::string& method) {
+  return method == "POST" || method == "PUT" || method == "PATCH" || method == "DELETE";
+}
+
+// A path segment as the resource's id type: integers (negative ones are local creates) or ticket strings.
+std::optional<replica::RecordId> parse_id(const schema::Resource& res, const std::string& seg) {
+  if (seg.empty()) return std::nullopt;
+  if (res.id_type == schema::IdType::String) return replica::RecordId{seg};
+  std::int64_t v = 0;
+  auto [p, ec] = std::from_chars(seg.data(), seg.data() + seg.size(), v);
+  if (ec != std::errc() || p != seg.data() + seg.size()) return std::nullopt;
+  return replica::RecordId{v};
+}
+
+replica::ListScope scope_of(const LocalSession& s) {
+  return replica::ListScope{s.privileges.granular};
+}
+
+// Whether a user's granular filters let them see a record (Knosc answers NotFound for records it hides).
+bool granular_allows(const LocalSession& s, const OJson& rec) {
+  for (const auto& g : s.privileges.granular) {
+    auto it = rec.find(g.category);
+    if (it == rec.end() || it->is_null()) continue;
+    bool in = false;
+    for (const auto& v : g.values)
+      if (nlohmann::json(*it) == v) in = true;
+    if (g.include != in) return false;
+  }
+  return true;
+}
+
+// Facts about the answer that Knosc's bodies have no room for travel in headers (CONTRACT §7).
+void add_freshness(HttpResponse& r, std::optional<std::int64_t> last_complete, std::optional<bool> online) {
+  if (last_complete)
+    r.set_header("X-Knosc-Syncd-Data-Age",
+                 std::to_string(std::max<std::int64_t>(0, unix_now() - *last_complete)));
+  r.set_header("X-Knosc-Syncd-Upstream", online ? (*online ? "online" : "offline") : "unknown");
+}
+
+std::optional<std::int64_t> last_complete_pass(replica::Replica& rep, const std::string& resource) {
+  SQLite::Statement q(rep.db(), "SELECT last_complete_at FROM pull_pass WHERE resource = ?1");
+  q.bind(1, resource);
+  if (!q.executeStep() || q.getColumn(0).isNull()) return std::nullopt;
+  return q.getColumn(0).getInt64();
+}
+
+}  // namespace
+
+struct LoopbackApi::Impl {
+  LoopbackDeps d;
+  HttpServer server;
+  int bound_port = 0;
+  std::map<int, std::uint64_t> answered;  // status -> count, for /metrics
+
+  explicit Impl(LoopbackDeps deps)
+      : d(std::move(deps)),
+        server(d.loop, [this](const HttpRequest& req, Responder r) { handle(req, std::move(r)); }) {}
+
+  // Wraps a Responder to count answers by status for /metrics.
+  Responder counted(Responder respond) {
+    return [this, respond = std::move(respond)](HttpResponse r) {
+      ++answered[r.status];
+      respond(std::move(r));
+    };
+  }
+
+  // Runs `work` on a reader thread and answers with what it returns, on the loop thread.
+  void read(Responder respond, std::function<HttpResponse(replica::Replica&)> work) {
+    auto shared = std::make_shared<Responder>(std::move(respond));
+    d.readers->post([this, shared, work = std::move(work)](replica::Replica& rep) {
+      HttpResponse out;
+      try {
+        out = work(rep);
+      } catch (const std::exception& e) {
+        spdlog::error("loopback: reading the replica failed: {}", e.what());
+        out = internal_error();
+      }
+      d.inbox->post([shared, out = std::move(out)]() mutable { (*shared)(std::move(out)); });
+    });
+  }
+
+  // The route table
+  // ------------------------------------------------------------------------------------------
+  void handle(const HttpRequest& req, Responder raw_respond) {
+    Responder respond = counted(std::move(raw_respond));
+    const auto seg = split_path(req.path);
+    const std::string& m = req.method;
+
+    if (m == "GET" && req.path == "/metrics") return metrics(std::move(respond));
+    if (!seg.empty() && seg[0] == "syncd") return daemon_route(req, seg, std::move(respond));
+    if (seg.empty() || seg[0] != "api") return respond(route_not_found());
+
+    // Knosc's auth routes: public, or checked by LocalAuth itself.
+    if (seg.size() == 2 && m == "POST") {
+      if (seg[1] == "authenticate") return d.auth->authenticate(req, std::move(respond));
+      if (seg[1] == "verify-2fa") return d.auth->verify_2fa(req, std::move(respond));
+      if (seg[1] == "token-refresh") return d.auth->refresh(req, std::move(respond));
+      if (seg[1] == "logout") return d.auth->logout(req, std::move(respond));
+    }
+
+    // Everything else needs a session, and writes need the CSRF header, exactly as upstream.
+    auto s = d.auth->session_for(req);
+    if (auto* refusal = std::get_if<HttpResponse>(&s)) return respond(std::move(*refusal));
+    const LocalSession& session = *std::get<const LocalSession*>(s);
+    if (is_write(m))
+      if (auto refusal = d.auth->check_csrf(req, session)) return respond(std::move(*refusal));
+
+    if (seg.size() == 2 && seg[1] == "profile" && m == "GET")
+      return respond(json_response(200, OJson{{"data", session.profile}}));
+
+    const schema::Resource* res = seg.size() >= 2 ? d.catalog->find(seg[1]) : nullptr;
+    if (res && res->mirror) {
+      if (m == "GET" && seg.size() == 2) return list(req, session, *res, std::move(respond));
+      if (m == "GET" && seg.size() == 3) return get_one(session, *res, seg[2], std::move(respond));
+      if (is_write(m) && seg.size() <= 3) {
+        if (!session.privileges.allows(res->module, Access::Edit)) return respond(not_privileged());
+        return respond(
+            HttpResponse::knosc_error(501,
+                                      "Changes through knosc-syncd are not available in this version; "
+                                      "make them in Knosc directly",
+                                      "Sync.WritesUnavailable"));
+      }
+    }
+    respond(route_not_found());
+  }
+
+  // GET /api/<resource>
+  // ----------------------------------------------------------------------------------------
+  void list(const HttpRequest& req, const LocalSession& session, const schema::Resource& res,
+            Responder respond) {
+    if (!session.privileges.allows(res.module, Access::View)) return respond(not_privileged());
+    auto parsed = replica::parse_list_params(req.query_params());
+    if (!parsed)
+      return respond(
+          HttpResponse::knosc_error(parsed.error().status, parsed.error().message, parsed.error().code));
+    auto params = std::move(parsed).value();
+    auto scope = scope_of(session);
+    const auto* r = &res;
+    const auto online = d.online ? d.online() : std::nullopt;
+    read(std::move(respond),
+         [r, params = std::move(params), scope = std::move(scope), online](replica::Replica& rep) {
+           auto result = replica::run_list(rep.db(), *r, params, scope);
+           OJson env;
+           OJson data;
+           data["headers"] = rep.list_headers(*r).value_or(OJson::array());
+           data["sort"] =
+               OJson{{"key", result.sort.key}, {"type", result.sort.descending ? "Descending" : "Ascending"}};
+           data["rows"] = OJson::array();
+           for (auto& row : result.rows)
+             data["rows"].push_back(std::move(row));
+           env["data"] = std::move(data);
+           env["tags"] = OJson::object();
+           // Only Knosc's user list reports a total (CONTRACT §2).
+           if (r->name == "user") {
+             env["extra"] = OJson{{"page", params.page},
+                                  {"page_size", params.page_size},
+                                  {"total", replica::count_list(rep.db(), *r, params, scope)}};
+           } else {
+             env["extra"] = OJson::object();
+           }
+           auto out = json_response(200, env);
+           add_freshness(out, last_complete_pass(rep, r->name), online);
+           return out;
+         });
+  }
+
+  // GET /api/<resource>/<id>
+  // -----------------------------------------------------------------------------------
+  void get_one(const LocalSession& session, const schema::Resource& res, const std::string& id_text,
+               Responder respond) {
+    if (!session.privileges.allows(res.module, Access::View)) return respond(not_privileged());
+    const auto missing = HttpResponse::knosc_error(400, res.missing_message(id_text), res.not_found_code);
+    auto id = parse_id(res, id_text);
+    if (!id) return respond(missing);
+    const auto* r = &res;
+    const auto* catalog = d.catalog;
+    const LocalSession s = session;
+    const auto online = d.online ? d.online() : std::nullopt;
+    read(std::move(respond), [r, catalog, s, id = *id, missing, online](replica::Replica& rep) {
+      auto record = compose_record(rep, *catalog, *r, id);
+      if (!record || !granular_allows(s, *record)) return missing;
+      OJson body;
+      if (r->get_one == schema::GetOneShape::RowsObject) {
+        body["data"]["rows"] = std::move(*record);
+      } else {
+        body["data"] = std::move(*record);
+      }
+      auto out = json_response(200, body);
+      add_freshness(out, last_complete_pass(rep, r->name), online);
+      return out;
+    });
+  }
+
+  // The record as Knosc's get-one shows it: the list row, then the parts only get-one carries (nested parts
+  // fetched per record, lines from a flat line list, or lists derived from related master data).
+  static std::optional<OJson> compose_record(replica::Replica& rep, const schema::Catalog& catalog,
+                                             const schema::Resource& res, const replica::RecordId& id) {
+    SQLite::Statement q(rep.db(), "SELECT body, nested FROM record WHERE resource = ?1 AND id = ?2");
+    q.bind(1, res.name);
+    if (const auto* i = std::get_if<std::int64_t>(&id)) {
+      q.bind(2, *i);
+    } else {
+      q.bind(2, std::get<std::string>(id));
+    }
+    if (!q.executeStep()) return std::nullopt;
+    OJson rec = OJson::parse(q.getColumn(0).getString());
+    if (!q.getColumn(1).isNull()) {
+      OJson nested = OJson::parse(q.getColumn(1).getString());
+      for (auto& [k, v] : nested.items())
+        rec[k] = v;
+    }
+    if (!res.lines.empty()) {
+      const auto& lines = catalog.at(res.lines);
+      SQLite::Statement l(rep.db(),
+                          "SELECT body FROM record WHERE resource = ?1 AND parent_id = ?2 ORDER BY id");
+      l.bind(1, lines.name);
+      if (const auto* i = std::get_if<std::int64_t>(&id)) {
+        l.bind(2, *i);
+      } else {
+        l.bind(2, std::get<std::string>(id));
+      }
+      OJson details = OJson::array();
+      while (l.executeStep())
+        details.push_back(OJson::parse(l.getColumn(0).getString()));
+      rec["details"] = std::move(details);
+    }
+    for (const auto& derived : res.derived) {
+      SQLite::Statement l(
+          rep.db(),
+          "SELECT body FROM record WHERE resource = ?1 AND json_extract(body, ?2) = ?3 ORDER BY id");
+      l.bind(1, derived.from);
+      l.bind(2, "$.\"" + derived.match_key + "\"");
+      const auto& own = rec.contains(derived.own_key) ? rec[derived.own_key] : OJson();
+      if (own.is_number_integer()) {
+        l.bind(3, own.get<std::int64_t>());
+      } else if (own.is_string()) {
+        l.bind(3, own.get<std::string>());
+      } else {
+        l.bind(3);
+      }
+      OJson items = OJson::array();
+      while (l.executeStep()) {
+        OJson row = OJson::parse(l.getColumn(0).getString());
+        OJson item = OJson::object();
+        for (const auto& f : derived.fields)
+          item[f] = row.contains(f) ? row[f] : OJson();
+        items.push_back(std::move(item));
+      }
+      rec[derived.key] = std::move(items);
+    }
+    return rec;
+  }
+
+  // The daemon's own routes
+  // ------------------------------------------------------------------------------------
+  void daemon_route(const HttpRequest& req, const std::vector<std::string>& seg, Responder respond) {
+    if (req.method != "GET" || seg.size() != 2) return respond(route_not_found());
+    const std::string& what = seg[1];
+    if (what == "health") return respond(json_response(200, OJson{{"status", "ok"}}));
+    if (what == "ready") {
+      auto progress = d.progress ? d.progress() : std::vector<sync::PullProgress>{};
+      std::size_t done = 0;
+      for (const auto& p : progress)
+        done += p.first_pass_done ? 1 : 0;
+      return read(std::move(respond), [done, total = progress.size()](replica::Replica& rep) {
+        // Ready once every resource has a complete pass, in this run or an earlier one.
+        const auto st = rep.status();
+        std::size_t complete = 0;
+        for (const auto& r : st.resources)
+          complete += r.last_complete_at ? 1 : 0;
+        const bool ready = complete == st.resources.size();
+        OJson body{{"ready", ready},
+                   {"resources_complete", complete},
+                   {"resources", st.resources.size()},
+                   {"passes_complete_this_run", done},
+                   {"resources_this_run", total}};
+        return json_response(ready ? 200 : 503, body);
+      });
+    }
+    // The rest shows tenant data or who changed what: a session is required.
+    auto s = d.auth->session_for(req);
+    if (auto* refusal = std::get_if<HttpResponse>(&s)) return respond(std::move(*refusal));
+    if (what == "status") {
+      const auto online = d.online ? d.online() : std::nullopt;
+      const std::string base = base_url();
+      return read(std::move(respond), [online, base](replica::Replica& rep) {
+        auto body = status_json(rep.status(), true);
+        body["online"] = online.value_or(false);
+        body["loopback_base"] = base;
+        return json_response(200, body);
+      });
+    }
+    if (what == "outbox") {
+      return read(std::move(respond), [](replica::Replica& rep) {
+        OJson entries = OJson::array();
+        SQLite::Statement q(
+            rep.db(),
+            "SELECT seq, resource, record_id, op, method, path, local_user, created_at, state, attempts, "
+            "last_error FROM outbox WHERE state != 'done' ORDER BY seq");
+        while (q.executeStep()) {
+          OJson e;
+          e["seq"] = q.getColumn(0).getInt64();
+          e["resource"] = q.getColumn(1).getString();
+          e["record_id"] = q.getColumn(2).isInteger() ? OJson(q.getColumn(2).getInt64())
+                                                      : OJson(q.getColumn(2).getString());
+          e["op"] = q.getColumn(3).getString();
+          e["method"] = q.getColumn(4).getString();
+          e["path"] = q.getColumn(5).getString();
+          e["local_user"] = q.getColumn(6).getString();
+          e["created_at"] = iso8601_utc(q.getColumn(7).getInt64());
+          e["state"] = q.getColumn(8).getString();
+          e["attempts"] = q.getColumn(9).getInt();
+          e["last_error"] = q.getColumn(10).isNull() ? OJson() : OJson(q.getColumn(10).getString());
+          entries.push_back(std::move(e));
+        }
+        return json_response(200, OJson{{"entries", entries}});
+      });
+    }
+    if (what == "conflicts") {
+      return read(std::move(respond), [](replica::Replica& rep) {
+        OJson items = OJson::array();
+        SQLite::Statement q(
+            rep.db(),
+            "SELECT id, resource, record_id, base, local, remote, fields, created_at FROM conflict "
+            "WHERE resolved_at IS NULL ORDER BY id");
+        while (q.executeStep()) {
+          OJson c;
+          c["id"] = q.getColumn(0).getInt64();
+          c["resource"] = q.getColumn(1).getString();
+          c["record_id"] = q.getColumn(2).isInteger() ? OJson(q.getColumn(2).getInt64())
+                                                      : OJson(q.getColumn(2).getString());
+          for (int i = 3; i <= 5; ++i)
+            c[i == 3   ? "base"
+              : i == 4 ? "local"
+                       : "remote"] =
+                q.getColumn(i).isNull() ? OJson() : OJson::parse(q.getColumn(i).getString());
+          c["fields"] = OJson::parse(q.getColumn(6).getString());
+          c["created_at"] = iso8601_utc(q.getColumn(7).getInt64());
+          items.push_back(std::move(c));
+        }
+        return json_response(200, OJson{{"conflicts", items}});
+      });
+    }
+    respond(route_not_found());
+  }
+
+  // Prometheus text format (https://prometheus.io/docs/instrumenting/exposition_formats/).
+  void metrics(Responder respond) {
+    const auto online = d.online ? d.online() : std::nullopt;
+    auto answered_now = answered;
+    const auto sessions = d.auth->active_sessions();
+    read(std::move(respond), [online, answered_now, sessions](replica::Replica& rep) {
+      const auto st = rep.status();
+      std::ostringstream o;
+      o << "# HELP knosc_syncd_upstream_online Whether Knosc answered the last request (1) or not (0).\n"
+        << "# TYPE knosc_syncd_upstream_online gauge\n"
+        << "knosc_syncd_upstream_online " << (online.value_or(false) ? 1 : 0) << "\n";
+      o << "# HELP knosc_syncd_replica_rows Rows mirrored per resource.\n# TYPE knosc_syncd_replica_rows "
+           "gauge\n";
+      for (const auto& r : st.resources)
+        o << "knosc_syncd_replica_rows{resource=\"" << r.name << "\"} " << r.rows << "\n";
+      o << "# HELP knosc_syncd_last_complete_pass_timestamp_seconds When each resource last completed a "
+           "pass.\n"
+        << "# TYPE knosc_syncd_last_complete_pass_timestamp_seconds gauge\n";
+      for (const auto& r : st.resources)
+        if (r.last_complete_at)
+          o << "knosc_syncd_last_complete_pass_timestamp_seconds{resource=\"" << r.name << "\"} "
+            << *r.last_complete_at << "\n";
+      o << "# HELP knosc_syncd_pass_errors Whether the resource's last pass step failed (1) or not (0).\n"
+        << "# TYPE knosc_syncd_pass_errors gauge\n";
+      for (const auto& r : st.resources)
+        o << "knosc_syncd_pass_errors{resource=\"" << r.name << "\"} " << (r.last_error ? 1 : 0) << "\n";
+      o << "# HELP knosc_syncd_pending_deletion_checks Rows a pass missed that still await a check "
+           "upstream.\n"
+        << "# TYPE knosc_syncd_pending_deletion_checks gauge\n";
+      for (const auto& r : st.resources)
+        o << "knosc_syncd_pending_deletion_checks{resource=\"" << r.name << "\"} "
+          << r.pending_deletion_checks << "\n";
+      SQLite::Statement q(rep.db(), "SELECT state, COUNT(*) FROM outbox GROUP BY state");
+      o << "# HELP knosc_syncd_outbox_entries Local edits by state.\n# TYPE knosc_syncd_outbox_entries "
+           "gauge\n";
+      while (q.executeStep())
+        o << "knosc_syncd_outbox_entries{state=\"" << q.getColumn(0).getString() << "\"} "
+          << q.getColumn(1).getInt64() << "\n";
+      o << "# HELP knosc_syncd_loopback_responses_total Loopback API answers by HTTP status.\n"
+        << "# TYPE knosc_syncd_loopback_responses_total counter\n";
+      for (const auto& [status, n] : answered_now)
+        o << "knosc_syncd_loopback_responses_total{status=\"" << status << "\"} " << n << "\n";
+      o << "# HELP knosc_syncd_loopback_sessions Active loopback sessions.\n# TYPE "
+           "knosc_syncd_loopback_sessions gauge\n"
+        << "knosc_syncd_loopback_sessions " << sessions << "\n";
+      HttpResponse r;
+      r.status = 200;
+      r.body = o.str();
+      r.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+      return r;
+    });
+  }
+
+  std::string base_url() const {
+    std::string host = d.config->loopback_host;
+    if (host.find(':') != std::string::npos) host = "[" + host + "]";
+    return "http://" + host + ":" + std::to_string(bound_port) + "/api";
+  }
+};
+
+LoopbackApi::LoopbackApi(LoopbackDeps deps) : impl_(std::make_unique<Impl>(std::move(deps))) {}
+LoopbackApi::~LoopbackApi() = default;
+
+int LoopbackApi::listen() {
+  const auto& host = impl_->d.config->loopback_host;
+  const int port = impl_->d.config->loopback_port;
+  if (host == "localhost") {
+    int rc = impl_->server.listen("127.0.0.1", port);
+    if (rc != 0) return rc;
+    impl_->bound_port = impl_->server.bound_port();
+    rc = impl_->server.listen("::1", impl_->bound_port);
+    if (rc != 0) spdlog::warn("loopback: ::1 is not available ({}); serving 127.0.0.1 only", uv_strerror(rc));
+    return 0;
+  }
+  const int rc = impl_->server.listen(host, port);
+  if (rc == 0) impl_->bound_port = impl_->server.bound_port();
+  return rc;
+}
+
+int LoopbackApi::port() const {
+  return impl_->bound_port;
+}
+std::string LoopbackApi::base_url() const {
+  return impl_->base_url();
+}
+void LoopbackApi::shutdown(std::function<void()> done) {
+  impl_->server.shutdown(std::move(done));
+}
+
+}  // namespace knosc::daemon

@@ -6,9 +6,11 @@
 #include <charconv>
 #include <ctime>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "daemon/status_report.hpp"
+#include "daemon/xlsx_export.hpp"
 #include "replica/list_query.hpp"
 
 namespace knosc::daemon {
@@ -156,6 +158,7 @@ struct LoopbackApi::Impl {
 
     if (seg.size() == 2 && seg[1] == "profile" && m == "GET")
       return respond(json_response(200, OJson{{"data", session.profile}}));
+    if (seg.size() == 2 && seg[1] == "export-data" && m == "POST") return export_data(req, session, std::move(respond));
 
     const schema::Resource* res = seg.size() >= 2 ? d.catalog->find(seg[1]) : nullptr;
     if (res && res->mirror) {
@@ -211,6 +214,68 @@ struct LoopbackApi::Impl {
            add_freshness(out, last_complete_pass(rep, r->name), online);
            return out;
          });
+  }
+
+  // POST /api/export-data: an XLSX of a list view, built from the replica with the list's semantics (works
+  // offline). Columns are the keys of the exported rows in first-seen order (nested objects and arrays left out),
+  // as Knosc's export does.
+  void export_data(const HttpRequest& req, const LocalSession& session, Responder respond) {
+    const auto body = nlohmann::json::parse(req.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object())
+      return respond(HttpResponse::knosc_error(400, "Bad Request Format", "JSON.Invalid"));
+    auto view = body.find("view_name");
+    if (view == body.end() || !view->is_string())
+      return respond(HttpResponse::knosc_error(400, "Missing required field: view_name.", "ExportData.MissingField"));
+    const auto* res = d.catalog->find_export_view(view->get<std::string>());
+    if (!res)
+      return respond(HttpResponse::knosc_error(400, "Unknown view_name '" + view->get<std::string>() + "'.",
+                                               "ExportData.UnknownView"));
+    if (!session.privileges.allows(res->module, Access::View)) return respond(not_privileged());
+    // The export body carries the list parameters as JSON values; the list parser takes them as text.
+    std::map<std::string, std::string> q;
+    if (auto f = body.find("filters"); f != body.end() && !f->is_null()) q["filter"] = f->dump();
+    if (auto s = body.find("search"); s != body.end() && !s->is_null()) q["search"] = s->dump();
+    if (auto s = body.find("sort"); s != body.end() && !s->is_null()) q["sort"] = s->dump();
+    auto parsed = replica::parse_list_params(q);
+    if (!parsed)
+      return respond(HttpResponse::knosc_error(parsed.error().status, parsed.error().message, parsed.error().code));
+    std::int64_t limit = 10000, offset = 0;
+    if (auto idx = body.find("index"); idx != body.end() && !idx->is_null()) {
+      if (!idx->is_object())
+        return respond(HttpResponse::knosc_error(400, "'index' must be {\"limit\": N, \"offset\": N}.", "JSON.Invalid"));
+      auto l = idx->find("limit");
+      auto o = idx->find("offset");
+      if (l != idx->end() && (!l->is_number_integer() || l->get<std::int64_t>() < 0))
+        return respond(HttpResponse::knosc_error(400, "'index.limit' must be a non-negative integer.", "JSON.Invalid"));
+      if (o != idx->end() && (!o->is_number_integer() || o->get<std::int64_t>() < 0))
+        return respond(HttpResponse::knosc_error(400, "'index.offset' must be a non-negative integer.", "JSON.Invalid"));
+      if (l != idx->end()) limit = std::min<std::int64_t>(l->get<std::int64_t>(), 100000);
+      if (o != idx->end()) offset = o->get<std::int64_t>();
+    }
+    auto params = std::move(parsed).value();
+    // One page ending at offset + limit; rows before the offset are dropped below.
+    params.page = 1;
+    params.page_size = offset + limit;
+    auto scope = scope_of(session);
+    const auto* r = res;
+    read(std::move(respond), [r, params = std::move(params), scope = std::move(scope), offset](replica::Replica& rep) {
+      auto result = replica::run_list(rep.db(), *r, params, scope);
+      std::vector<OJson> rows;
+      const auto first =
+          static_cast<std::size_t>(std::min<std::int64_t>(offset, static_cast<std::int64_t>(result.rows.size())));
+      for (std::size_t i = first; i < result.rows.size(); ++i) rows.push_back(std::move(result.rows[i]));
+      std::vector<std::string> columns;
+      std::set<std::string> seen;
+      for (const auto& row : rows)
+        for (const auto& [k, v] : row.items())
+          if (!v.is_object() && !v.is_array() && seen.insert(k).second) columns.push_back(k);
+      HttpResponse out;
+      out.status = 200;
+      out.body = build_xlsx(columns, rows, "export");
+      out.set_header("Content-Type", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
+      out.set_header("Content-Disposition", "attachment; filename=\"export.xlsx\"");
+      return out;
+    });
   }
 
   // GET /api/<resource>/<id>

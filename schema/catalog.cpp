@@ -212,6 +212,7 @@ Catalog Catalog::parse(std::string_view text, std::string_view source) {
     res.manual_fields = r.strings("manual_fields");
     res.mirror = r.boolean("mirror", true);
     res.derived = r.derived_lists("derived");
+    res.export_views = r.strings("export_views");
     r.reject_unknown_keys();
 
     if (res.parent.empty() != res.parent_key.empty())
@@ -275,6 +276,13 @@ std::string Resource::missing_message(std::string_view id) const {
 const Resource* Catalog::find(std::string_view name) const {
   auto it = by_name_.find(name);
   return it == by_name_.end() ? nullptr : &resources_[it->second];
+}
+
+const Resource* Catalog::find_export_view(std::string_view view) const {
+  for (const auto& r : resources_)
+    for (const auto& v : r.export_views)
+      if (v == view) return &r;
+  return nullptr;
 }
 
 const Resource& Catalog::at(std::string_view name) const {

@@ -55,6 +55,7 @@ struct Resource {
   std::vector<std::string> manual_fields;
   bool mirror = true;
   std::vector<DerivedList> derived;
+  std::vector<std::string> export_views;
 
   std::string route() const { return "/" + name; }
   // Knosc's message for a missing record of this resource, e.g. "PO #42 not found.".
@@ -78,6 +79,8 @@ class Catalog {
 
   const std::vector<Resource>& resources() const { return resources_; }
   const Resource* find(std::string_view name) const;
+  // The resource an export-data view is built from, if any.
+  const Resource* find_export_view(std::string_view view) const;
   const Resource& at(std::string_view name) const;  // throws CatalogError when unknown
 
  private:

@@ -1,8 +1,10 @@
 #include "daemon/loopback.hpp"
 
 #include <SQLiteCpp/Statement.h>
+#include <curl/curl.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
 #include <ctime>
 #include <map>
@@ -12,6 +14,7 @@
 #include "daemon/status_report.hpp"
 #include "daemon/xlsx_export.hpp"
 #include "replica/list_query.hpp"
+#include "sync/retry_policy.hpp"
 
 namespace knosc::daemon {
 namespace {
@@ -149,6 +152,23 @@ struct LoopbackApi::Impl {
       if (seg[1] == "logout") return d.auth->logout(req, std::move(respond));
     }
 
+    // Knosc's account routes answer a wrong method with 405 before looking at the session.
+    if (seg.size() == 2) {
+      static const std::map<std::string, std::string> kAccountRoutes = {
+          {"authenticate", "POST"},   {"verify-2fa", "POST"},           {"token-refresh", "POST"},
+          {"logout", "POST"},         {"first-signin", "POST"},         {"forgot-password", "POST"},
+          {"reset-password", "POST"}, {"force-reset-password", "POST"}, {"profile", "GET"}};
+      if (auto it = kAccountRoutes.find(seg[1]); it != kAccountRoutes.end()) {
+        const std::string verb = m == "HEAD" ? "GET" : m;
+        if (verb != it->second)
+          return respond(HttpResponse::knosc_error(405, "Method Not Allowed", "Route.MethodNotAllowed"));
+        if (seg[1] == "first-signin" || seg[1] == "forgot-password" || seg[1] == "reset-password")
+          return respond(HttpResponse::knosc_error(
+              501, "Passwords are set in Knosc directly; this route is not available through knosc-syncd",
+              "Sync.WritesUnavailable"));
+      }
+    }
+
     // Everything else needs a session, and writes need the CSRF header, exactly as upstream.
     auto s = d.auth->session_for(req);
     if (auto* refusal = std::get_if<HttpResponse>(&s)) return respond(std::move(*refusal));
@@ -158,7 +178,8 @@ struct LoopbackApi::Impl {
 
     if (seg.size() == 2 && seg[1] == "profile" && m == "GET")
       return respond(json_response(200, OJson{{"data", session.profile}}));
-    if (seg.size() == 2 && seg[1] == "export-data" && m == "POST") return export_data(req, session, std::move(respond));
+    if (seg.size() == 2 && seg[1] == "export-data" && m == "POST")
+      return export_data(req, session, std::move(respond));
 
     const schema::Resource* res = seg.size() >= 2 ? d.catalog->find(seg[1]) : nullptr;
     if (res && res->mirror) {
@@ -166,14 +187,253 @@ struct LoopbackApi::Impl {
       if (m == "GET" && seg.size() == 3) return get_one(session, *res, seg[2], std::move(respond));
       if (is_write(m) && seg.size() <= 3) {
         if (!session.privileges.allows(res->module, Access::Edit)) return respond(not_privileged());
-        return respond(
-            HttpResponse::knosc_error(501,
-                                      "Changes through knosc-syncd are not available in this version; "
-                                      "make them in Knosc directly",
-                                      "Sync.WritesUnavailable"));
+        // User administration through the service account could create accounts the caller's own role may
+        // not; only administrators may do it here.
+        if (res->name == "user" && !session.privileges.is_administrator()) return respond(not_privileged());
+        return forward_write(req, session, res, seg, std::move(respond));
       }
     }
+    if (is_write(m) && seg.size() >= 2) {
+      // Changes that are not records of a mirrored list: forwarded with the module Knosc checks for them.
+      static const std::map<std::string, std::string> kModules = {
+          {"purchase-order-details-move-lines", "Procurement"},
+          {"purchase-order-details-accept-suggested-orders", "Procurement"},
+          {"issue-tracker-notes", "Issue Tracker"},
+      };
+      std::string module;
+      if (auto it = kModules.find(seg[1]); it != kModules.end()) module = it->second;
+      if (seg.size() == 4 && seg[1] == "issue-tracker-tickets" && seg[3] == "subscribers")
+        module = "Issue Tracker";
+      if (!module.empty()) {
+        if (!session.privileges.allows(module, Access::Edit)) return respond(not_privileged());
+        return forward_write(req, session, nullptr, seg, std::move(respond));
+      }
+      return respond(HttpResponse::knosc_error(
+          501, "This change is not available through knosc-syncd; make it in Knosc directly",
+          "Sync.WritesUnavailable"));
+    }
     respond(route_not_found());
+  }
+
+  // Changes, while the link is up: sent to Knosc under the service account (the local user's privileges were
+  // checked above), Knosc's answer passed back unchanged, and the changed record fetched into the replica
+  // before answering, so the tool's next read shows it. Changes made while Knosc cannot be reached are
+  // refused with 503 Sync.Offline until the offline outbox is available.
+  void forward_write(const HttpRequest& req, const LocalSession& session, const schema::Resource* res,
+                     const std::vector<std::string>& seg, Responder respond) {
+    if (!d.upstream || (d.online && d.online() == std::optional<bool>(false))) {
+      return respond(
+          HttpResponse::knosc_error(503,
+                                    "Knosc cannot be reached; changes made while it cannot be reached are "
+                                    "not accepted yet. Try again when the link is back.",
+                                    "Sync.Offline"));
+    }
+    // A role's granular filters limit changes as they limit reads: a body naming a value outside them is
+    // refused, and a record the role cannot see does not exist for it (checked below against the replica).
+    if (!session.privileges.granular.empty() && !req.body.empty()) {
+      const auto body = OJson::parse(req.body, nullptr, false);
+      if (!body.is_discarded() && body.is_object()) {
+        bool allowed = granular_allows(session, body);
+        if (auto dl = body.find("details"); dl != body.end() && dl->is_array())
+          for (const auto& line : *dl)
+            if (line.is_object() && !granular_allows(session, line)) allowed = false;
+        if (!allowed) return respond(not_privileged());
+      }
+    }
+    if (res && seg.size() == 3 && !session.privileges.granular.empty()) {
+      auto rid = parse_id(*res, seg[2]);
+      if (rid) {
+        auto shared_respond = std::make_shared<Responder>(std::move(respond));
+        const LocalSession s = session;
+        const auto* catalog = d.catalog;
+        auto req_copy = std::make_shared<HttpRequest>(req);
+        d.readers->post(
+            [this, shared_respond, s, catalog, res, rid = *rid, req_copy, seg](replica::Replica& rep) {
+              bool visible = true;
+              try {
+                auto rec = compose_record(rep, *catalog, *res, rid);
+                visible = !rec || granular_allows(s, *rec);
+              } catch (const std::exception&) {
+              }
+              d.inbox->post([this, shared_respond, s, res, req_copy, seg, visible] {
+                if (!visible)
+                  return (*shared_respond)(
+                      HttpResponse::knosc_error(400, res->missing_message(seg[2]), res->not_found_code));
+                send_write(*req_copy, s, res, seg, std::move(*shared_respond));
+              });
+            });
+        return;
+      }
+    }
+    send_write(req, session, res, seg, std::move(respond));
+  }
+
+  void send_write(const HttpRequest& req, const LocalSession& session, const schema::Resource* res,
+                  const std::vector<std::string>& seg, Responder respond) {
+    const std::string path = req.target.substr(4);  // drop "/api"
+    spdlog::info("loopback: {} {} by {} sent to Knosc", req.method, req.path, session.username);
+    auto shared = std::make_shared<Responder>(std::move(respond));
+    const std::string method = req.method;
+    std::optional<std::string> path_id = seg.size() == 3 ? std::optional<std::string>(seg[2]) : std::nullopt;
+    auto request_body = std::make_shared<OJson>(OJson::parse(req.body, nullptr, false));
+    d.upstream->call(
+        method, path, req.body, [this, shared, res, method, path_id, seg, request_body](sync::ApiResult r) {
+          if (r.kind == sync::ApiResult::Kind::Transport) {
+            if (r.response.maybe_delivered)
+              return (*shared)(HttpResponse::knosc_error(502,
+                                                         "The link to Knosc failed while the change was "
+                                                         "being sent; it may or may not have been applied. "
+                                                         "Check the record before trying again.",
+                                                         "Sync.OutcomeUnknown"));
+            return (*shared)(HttpResponse::knosc_error(
+                503, "Knosc cannot be reached; try again when the link is back.", "Sync.Offline"));
+          }
+          if (r.kind == sync::ApiResult::Kind::LockedOut || r.kind == sync::ApiResult::Kind::AuthFailed)
+            return (*shared)(HttpResponse::knosc_error(
+                503, "knosc-syncd cannot log in to Knosc right now: " + r.message, "Sync.Unavailable"));
+          HttpResponse out;
+          out.status = static_cast<int>(r.status);
+          out.body = r.response.body;
+          if (auto ct = r.response.header("content-type")) out.set_header("Content-Type", *ct);
+          if (r.kind != sync::ApiResult::Kind::Ok) return (*shared)(std::move(out));
+          if (!res) {
+            // Line moves, accepted suggestions, notes and subscribers change records of other lists: fetch
+            // the ones the request names now, and let the next passes bring the rest.
+            if (d.trigger_pull) {
+              d.trigger_pull("purchase-order");
+              d.trigger_pull("purchase-order-details");
+              d.trigger_pull("issue-tracker-tickets");
+            }
+            auto touched = touched_records(seg, request_body);
+            refresh_all(std::move(touched),
+                        [shared, out = std::move(out)]() mutable { (*shared)(std::move(out)); });
+            return;
+          }
+          // Which record changed: the path names it, or a create's answer carries its id.
+          std::optional<std::string> id = path_id;
+          if (!id) {
+            auto body = nlohmann::json::parse(r.response.body, nullptr, false);
+            if (body.is_object() && body.contains("id") &&
+                (body["id"].is_number_integer() || body["id"].is_string()))
+              id = body["id"].is_string() ? body["id"].get<std::string>()
+                                          : std::to_string(body["id"].get<std::int64_t>());
+          }
+          if (d.trigger_pull) {
+            // Cascades (a supplier's ship-froms, a header's lines, renamed descriptions) arrive with the next
+            // passes.
+            d.trigger_pull(res->name);
+            if (!res->lines.empty()) d.trigger_pull(res->lines);
+            if (!res->parent.empty()) d.trigger_pull(res->parent);
+          }
+          refresh_record(res, id, method,
+                         [shared, out = std::move(out)]() mutable { (*shared)(std::move(out)); });
+        });
+  }
+
+  // Records of other lists that a change names: the POs of a line move or of accepted suggestions, the ticket
+  // of a note or a subscriber.
+  std::vector<std::pair<const schema::Resource*, std::string>> touched_records(
+      const std::vector<std::string>& seg, const std::shared_ptr<OJson>& body) {
+    std::vector<std::pair<const schema::Resource*, std::string>> out;
+    const auto* po = d.catalog->find("purchase-order");
+    const auto* tickets = d.catalog->find("issue-tracker-tickets");
+    const auto id_text = [](const OJson& v) -> std::optional<std::string> {
+      if (v.is_number_integer()) return std::to_string(v.get<std::int64_t>());
+      if (v.is_string()) return v.get<std::string>();
+      return std::nullopt;
+    };
+    const OJson& b = *body;
+    if (seg[1] == "purchase-order-details-accept-suggested-orders" && po && b.is_object() &&
+        b.contains("parentIds") && b["parentIds"].is_array())
+      for (const auto& v : b["parentIds"])
+        if (auto t = id_text(v)) out.emplace_back(po, *t);
+    if (seg[1] == "purchase-order-details-move-lines" && po && b.is_object() && b.contains("moves") &&
+        b["moves"].is_array())
+      for (const auto& mv : b["moves"])
+        for (const char* k : {"Old Purchase Order List Id", "New Purchase Order List Id"})
+          if (mv.is_object() && mv.contains(k))
+            if (auto t = id_text(mv[k])) out.emplace_back(po, *t);
+    if (seg[1] == "issue-tracker-notes" && tickets && b.is_object() && b.contains("Ticket Id"))
+      if (auto t = id_text(b["Ticket Id"])) out.emplace_back(tickets, *t);
+    if (seg.size() == 4 && seg[1] == "issue-tracker-tickets" && tickets) out.emplace_back(tickets, seg[2]);
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+  }
+
+  void refresh_all(std::vector<std::pair<const schema::Resource*, std::string>> records,
+                   std::function<void()> done) {
+    if (records.empty()) return done();
+    auto remaining = std::make_shared<std::size_t>(records.size());
+    auto finish = std::make_shared<std::function<void()>>(std::move(done));
+    for (const auto& [res, id] : records)
+      refresh_record(res, id, "PUT", [remaining, finish] {
+        if (--*remaining == 0) (*finish)();
+      });
+  }
+
+  // Fetches one record after a change and stores it; `done` runs on the loop thread afterwards (also when the
+  // fetch failed: the next pass then brings the record).
+  void refresh_record(const schema::Resource* res, std::optional<std::string> id, const std::string& method,
+                      std::function<void()> done) {
+    auto finish = std::make_shared<std::function<void()>>(std::move(done));
+    auto store = [this, finish](std::function<void(replica::Replica&)> work) {
+      d.writer->post([this, finish, work = std::move(work)](replica::Replica& rep) {
+        try {
+          work(rep);
+        } catch (const std::exception& e) {
+          spdlog::warn("loopback: storing a changed record failed: {}", e.what());
+        }
+        d.inbox->post([finish] { (*finish)(); });
+      });
+    };
+    if (!id) return (*finish)();
+    const auto rid = parse_id(*res, *id);
+    if (!rid) return (*finish)();
+    if (method == "DELETE" && (res->get_one == schema::GetOneShape::None || !res->parent.empty()))
+      return store([res, rid = *rid](replica::Replica& rep) { rep.remove_record(*res, rid); });
+    if (!res->parent.empty()) return (*finish)();
+    if (res->get_one == schema::GetOneShape::None) {
+      // No get-one route (warehouses): the list filtered by id, with both warehouse statuses.
+      OJson filter{
+          {"id", OJson::parse(std::holds_alternative<std::int64_t>(*rid) ? *id : OJson(*id).dump())}};
+      if (res->warehouse_scoped) filter["Warehouse Status"] = OJson::array({"Active", "Inactive"});
+      char* enc = curl_easy_escape(nullptr, filter.dump().c_str(), 0);
+      const std::string query = std::string("?page=1&page_size=1&filter=") + (enc ? enc : "");
+      curl_free(enc);
+      d.upstream->call("GET", res->route() + query, "", [res, rid = *rid, finish, store](sync::ApiResult r) {
+        if (!r.ok()) return (*finish)();
+        store([res, rid, body = std::move(r.response.body)](replica::Replica& rep) {
+          auto doc = OJson::parse(body);
+          const auto& rows = doc.at("data").at("rows");
+          if (rows.empty()) {
+            rep.remove_record(*res, rid);
+          } else {
+            rep.store_fetched_record(*res, rows.at(0), unix_now());
+          }
+        });
+      });
+      return;
+    }
+    d.upstream->call("GET", res->route() + "/" + *id, "",
+                     [res, rid = *rid, finish, store](sync::ApiResult r) {
+                       const auto disposition = sync::classify(r.kind, r.status, r.code, res->not_found_code);
+                       if (disposition == sync::Disposition::NotFound)
+                         return store([res, rid](replica::Replica& rep) { rep.remove_record(*res, rid); });
+                       if (disposition != sync::Disposition::Success) return (*finish)();
+                       store([res, body = std::move(r.response.body)](replica::Replica& rep) {
+                         auto doc = OJson::parse(body);
+                         const OJson* rec = nullptr;
+                         if (auto data = doc.find("data"); data != doc.end() && data->is_object()) {
+                           rec = &*data;
+                           if (res->get_one == schema::GetOneShape::RowsObject) {
+                             auto rows = data->find("rows");
+                             rec = rows != data->end() && rows->is_object() ? &*rows : nullptr;
+                           }
+                         }
+                         if (rec) rep.store_fetched_record(*res, *rec, unix_now());
+                       });
+                     });
   }
 
   // GET /api/<resource>
@@ -217,15 +477,16 @@ struct LoopbackApi::Impl {
   }
 
   // POST /api/export-data: an XLSX of a list view, built from the replica with the list's semantics (works
-  // offline). Columns are the keys of the exported rows in first-seen order (nested objects and arrays left out),
-  // as Knosc's export does.
+  // offline). Columns are the keys of the exported rows in first-seen order (nested objects and arrays left
+  // out), as Knosc's export does.
   void export_data(const HttpRequest& req, const LocalSession& session, Responder respond) {
     const auto body = nlohmann::json::parse(req.body, nullptr, false);
     if (body.is_discarded() || !body.is_object())
       return respond(HttpResponse::knosc_error(400, "Bad Request Format", "JSON.Invalid"));
     auto view = body.find("view_name");
     if (view == body.end() || !view->is_string())
-      return respond(HttpResponse::knosc_error(400, "Missing required field: view_name.", "ExportData.MissingField"));
+      return respond(
+          HttpResponse::knosc_error(400, "Missing required field: view_name.", "ExportData.MissingField"));
     const auto* res = d.catalog->find_export_view(view->get<std::string>());
     if (!res)
       return respond(HttpResponse::knosc_error(400, "Unknown view_name '" + view->get<std::string>() + "'.",
@@ -238,17 +499,21 @@ struct LoopbackApi::Impl {
     if (auto s = body.find("sort"); s != body.end() && !s->is_null()) q["sort"] = s->dump();
     auto parsed = replica::parse_list_params(q);
     if (!parsed)
-      return respond(HttpResponse::knosc_error(parsed.error().status, parsed.error().message, parsed.error().code));
+      return respond(
+          HttpResponse::knosc_error(parsed.error().status, parsed.error().message, parsed.error().code));
     std::int64_t limit = 10000, offset = 0;
     if (auto idx = body.find("index"); idx != body.end() && !idx->is_null()) {
       if (!idx->is_object())
-        return respond(HttpResponse::knosc_error(400, "'index' must be {\"limit\": N, \"offset\": N}.", "JSON.Invalid"));
+        return respond(
+            HttpResponse::knosc_error(400, "'index' must be {\"limit\": N, \"offset\": N}.", "JSON.Invalid"));
       auto l = idx->find("limit");
       auto o = idx->find("offset");
       if (l != idx->end() && (!l->is_number_integer() || l->get<std::int64_t>() < 0))
-        return respond(HttpResponse::knosc_error(400, "'index.limit' must be a non-negative integer.", "JSON.Invalid"));
+        return respond(
+            HttpResponse::knosc_error(400, "'index.limit' must be a non-negative integer.", "JSON.Invalid"));
       if (o != idx->end() && (!o->is_number_integer() || o->get<std::int64_t>() < 0))
-        return respond(HttpResponse::knosc_error(400, "'index.offset' must be a non-negative integer.", "JSON.Invalid"));
+        return respond(
+            HttpResponse::knosc_error(400, "'index.offset' must be a non-negative integer.", "JSON.Invalid"));
       if (l != idx->end()) limit = std::min<std::int64_t>(l->get<std::int64_t>(), 100000);
       if (o != idx->end()) offset = o->get<std::int64_t>();
     }
@@ -258,12 +523,14 @@ struct LoopbackApi::Impl {
     params.page_size = offset + limit;
     auto scope = scope_of(session);
     const auto* r = res;
-    read(std::move(respond), [r, params = std::move(params), scope = std::move(scope), offset](replica::Replica& rep) {
+    read(std::move(respond), [r, params = std::move(params), scope = std::move(scope),
+                              offset](replica::Replica& rep) {
       auto result = replica::run_list(rep.db(), *r, params, scope);
       std::vector<OJson> rows;
-      const auto first =
-          static_cast<std::size_t>(std::min<std::int64_t>(offset, static_cast<std::int64_t>(result.rows.size())));
-      for (std::size_t i = first; i < result.rows.size(); ++i) rows.push_back(std::move(result.rows[i]));
+      const auto first = static_cast<std::size_t>(
+          std::min<std::int64_t>(offset, static_cast<std::int64_t>(result.rows.size())));
+      for (std::size_t i = first; i < result.rows.size(); ++i)
+        rows.push_back(std::move(result.rows[i]));
       std::vector<std::string> columns;
       std::set<std::string> seen;
       for (const auto& row : rows)

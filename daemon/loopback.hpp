@@ -22,6 +22,7 @@
 #include "schema/catalog.hpp"
 #include "sync/loop_inbox.hpp"
 #include "sync/puller.hpp"
+#include "sync/upstream_session.hpp"
 
 namespace knosc::daemon {
 
@@ -35,6 +36,8 @@ struct LoopbackDeps {
   LocalAuth* auth = nullptr;
   std::function<std::optional<bool>()> online;                // the link to Knosc as the puller sees it
   std::function<std::vector<sync::PullProgress>()> progress;  // live pass progress
+  sync::UpstreamSession* upstream = nullptr;                  // the service account's session, for changes
+  std::function<void(const std::string&)> trigger_pull;       // start a pass of a resource now
 };
 
 class LoopbackApi {

@@ -199,6 +199,8 @@ int run_daemon(const Config& config) {
   deps.auth = rt.auth.get();
   deps.online = [puller] { return puller->online(); };
   deps.progress = [puller] { return puller->progress(); };
+  deps.upstream = rt.session.get();
+  deps.trigger_pull = [puller](const std::string& resource) { puller->trigger(resource); };
   rt.loopback = std::make_unique<LoopbackApi>(deps);
   if (int rc = rt.loopback->listen(); rc != 0) {
     spdlog::critical("loopback: cannot listen on {}:{}: {}", config.loopback_host, config.loopback_port,

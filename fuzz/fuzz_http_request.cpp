@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -100,10 +101,21 @@ struct Harness {
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<std::uint16_t>(port));
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    // A blocking connect completes in the kernel's backlog before the loop accepts.
+    // A blocking connect completes in the kernel's backlog before the loop accepts. libFuzzer's timers
+    // (SIGALRM) can interrupt it; the connection then completes on its own and is waited for.
     if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-      std::fprintf(stderr, "fuzz_http_request: connect failed: errno %d\n", errno);
-      std::abort();
+      int err = errno;
+      if (err == EINTR) {
+        pollfd pfd{fd, POLLOUT, 0};
+        while (::poll(&pfd, 1, -1) < 0 && errno == EINTR) {
+        }
+        socklen_t len = sizeof err;
+        if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+      }
+      if (err != 0) {
+        std::fprintf(stderr, "fuzz_http_request: connect failed: %s\n", std::strerror(err));
+        std::abort();
+      }
     }
     ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
     return fd;

@@ -129,7 +129,15 @@ class Replica {
   void set_state(const std::string& key, const std::string& value);
   std::optional<std::string> state(const std::string& key);
 
+  // A record as get-one returned it after a change forwarded to Knosc: stored as a pass would store it (list
+  // row, nested parts, flat lines replaced), in one transaction.
+  void store_fetched_record(const schema::Resource& res, const Json& record, std::int64_t now);
+  // Removes a record Knosc no longer has (and, for headers with a flat line list, its lines).
+  void remove_record(const schema::Resource& res, const RecordId& id);
+
  private:
+  // Inserts or replaces one row of `res` by its id (hash, parent id, nested parts due again when it changed).
+  void write_row(const schema::Resource& res, const Json& row, std::int64_t now);
   void prepare_statements();
 
   const schema::Catalog& catalog_;

@@ -232,9 +232,6 @@ class Pair:
         self.mode = mode
         self.new_ids = NewIds()
 
-    def sides(self):
-        return (("reference", self.reference), ("target", self.target))
-
     def close(self) -> None:
         self.reference.close()
         self.target.close()
@@ -257,9 +254,14 @@ def daemon_loopback_base(daemon: Daemon) -> str:
     """The base URL of knosc-syncd's loopback Knosc API, e.g. "http://127.0.0.1:8470/api".
 
     Read from the key "loopback_base" of `knosc-syncd status --json` (a value without the /api suffix gets
-    it appended). Skips the calling module while the daemon does not report the key.
+    it appended). The key may be null for a moment after the start, until the daemon has stored its bound
+    port; it is polled until set. Skips the calling module when the daemon does not report the key at all.
     """
-    status = wait_until(lambda: daemon.status(), 30, "`knosc-syncd status --json` to answer")
+    def ready():
+        st = daemon.status()
+        return st if "loopback_base" not in st or st["loopback_base"] else None
+
+    status = wait_until(ready, 30, "knosc-syncd to report its loopback base URL in `status --json`")
     base = status.get("loopback_base")
     if not base:
         pytest.skip("knosc-syncd does not report 'loopback_base' in `status --json` yet: its loopback Knosc API "
@@ -706,9 +708,10 @@ class Story:
             return self.picks.lookup(ref)
         return look
 
-    def session(self, side: str, target: Target, user) -> requests.Session:
+    def session(self, side: str, target: Target, user) -> Optional[requests.Session]:
+        """None for a request without a session (Target.raw)."""
         if user is None:
-            return KnoscSession()
+            return None
         if isinstance(user, str) and user.startswith("@"):
             if user not in self.sessions[side]:
                 self.sessions[side][user] = target.session()
@@ -728,12 +731,11 @@ class Story:
             elif csrf == "wrong":
                 headers["X-XSRF-TOKEN"] = "not-the-csrf-token"
             elif csrf == "refresh":
-                headers["X-XSRF-TOKEN"] = cookie_value(session.cookies, "csrf_refresh_token")
+                headers["X-XSRF-TOKEN"] = cookie_value(session.cookies, "csrf_refresh_token") if session else None
             elif csrf != "access":
                 raise ValueError("csrf must be 'access', 'refresh', 'wrong' or None, not %r" % (csrf,))
-        url = target.url(path)
         if step.get("query") is not None:
-            url += "?" + expand(step["query"], look)
+            path += "?" + expand(step["query"], look)
         kw: dict = {"headers": headers}
         if step.get("params") is not None:
             kw["params"] = encode_params(expand(step["params"], look))
@@ -742,7 +744,14 @@ class Story:
         if "data" in step:
             kw["data"] = step["data"]
             headers.setdefault("Content-Type", "application/json")
-        return session.request(method, url, **kw)
+        if session is None:
+            return target.raw(method, path, **kw)
+        return session.request(method, target.url(path), **kw)
+
+    def close(self) -> None:
+        for sessions in self.sessions.values():
+            for s in sessions.values():
+                s.close()
 
     def run(self, step: dict) -> tuple:
         """Sends a step to the reference, then to the target; checks the reference's expectations, records
@@ -817,14 +826,21 @@ def expectation_problems(what: str, step: dict, ref: requests.Response) -> None:
 
 def check_case(pair: Pair, picks: Optional[Picks], case: dict) -> None:
     """One independent request against both targets."""
-    Story(pair, picks).run(case)
+    story = Story(pair, picks)
+    try:
+        story.run(case)
+    finally:
+        story.close()
 
 
 def run_story(pair: Pair, picks: Optional[Picks], steps: list) -> None:
     """Steps in order, each against the reference then the target; stops at the first difference."""
     story = Story(pair, picks)
-    for i, step in enumerate(steps, 1):
-        try:
-            story.run(step)
-        except AssertionError as exc:
-            raise AssertionError("step %d of %d: %s" % (i, len(steps), exc)) from None
+    try:
+        for i, step in enumerate(steps, 1):
+            try:
+                story.run(step)
+            except AssertionError as exc:
+                raise AssertionError("step %d of %d: %s" % (i, len(steps), exc)) from None
+    finally:
+        story.close()

@@ -1,0 +1,98 @@
+#include "replica/key_slots.hpp"
+
+#include <algorithm>
+#include <limits>
+
+namespace knosc::replica {
+namespace {
+
+bool nameable(std::string_view key) {
+  // The list queries name keys in SQLite JSON paths ($."key"), which have no escape for '"'; such keys are
+  // refused in requests, so a slot for them would never be read.
+  return key.find('"') == std::string_view::npos && key.find('\0') == std::string_view::npos;
+}
+
+}  // namespace
+
+std::vector<std::string> indexed_keys(const schema::Resource& res) {
+  std::vector<std::string> keys;
+  const auto add = [&](const std::string& key) {
+    if (key == "id" || !nameable(key)) return;
+    if (std::find(keys.begin(), keys.end(), key) != keys.end()) return;
+    if (keys.size() < static_cast<std::size_t>(kKeySlots)) keys.push_back(key);
+  };
+  add(res.default_sort.key);
+  for (const auto& k : res.filterable)
+    add(k);
+  for (const auto& k : res.sortable)
+    add(k);
+  return keys;
+}
+
+std::optional<int> slot_of(const schema::Resource& res, std::string_view key) {
+  const auto keys = indexed_keys(res);
+  for (std::size_t i = 0; i < keys.size(); ++i)
+    if (keys[i] == key) return static_cast<int>(i + 1);
+  return std::nullopt;
+}
+
+std::string slot_column(int slot) {
+  return "k" + std::to_string(slot);
+}
+
+std::string slot_index_name(int slot) {
+  return "record_k" + std::to_string(slot);
+}
+
+SlotFiller::SlotFiller(const schema::Resource& res) : keys_(indexed_keys(res)) {}
+
+void SlotFiller::bind(SQLite::Statement& st, int first_param, const nlohmann::ordered_json& row) {
+  using T = nlohmann::ordered_json::value_t;
+  for (int i = 0; i < kKeySlots; ++i) {
+    const int param = first_param + i;
+    const auto slot = static_cast<std::size_t>(i);
+    const nlohmann::ordered_json* v = nullptr;
+    if (slot < keys_.size() && row.is_object()) {
+      if (auto it = row.find(keys_[slot]); it != row.end()) v = &*it;
+    }
+    if (!v) {
+      st.bind(param);
+      continue;
+    }
+    switch (v->type()) {
+      case T::string:
+        st.bindNoCopy(param, v->get_ref<const std::string&>());
+        break;
+      case T::number_integer:
+        st.bind(param, static_cast<std::int64_t>(v->get<std::int64_t>()));
+        break;
+      case T::number_unsigned: {
+        const auto u = v->get<std::uint64_t>();
+        if (u <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+          st.bind(param, static_cast<std::int64_t>(u));
+        } else {
+          st.bind(param, static_cast<double>(u));  // as SQLite's JSON reads a number beyond int64
+        }
+        break;
+      }
+      case T::number_float:
+        st.bind(param, v->get<double>());
+        break;
+      case T::boolean:
+        st.bind(param, v->get<bool>() ? 1 : 0);
+        break;
+      case T::object:
+      case T::array:
+        text_[slot] = v->dump();
+        st.bindNoCopy(param, text_[slot]);
+        break;
+      case T::null:
+      case T::binary:
+      case T::discarded:
+        st.bind(param);
+        break;
+    }
+  }
+}
+
+}  // namespace knosc::replica

@@ -1207,6 +1207,9 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
       // A user who just passed verify-2fa has two-factor authentication whatever the profile says, and must
       // never be let in offline with the password alone.
       if (two_factor) profile["2FA Enabled"] = true;
+      // The session opened here carries all four cookies even after verify-2fa, where Knosc documents only
+      // the access pair: tools that ignore the refresh pair lose nothing, and the others can refresh while
+      // the link is down, when a two-factor user could not log in again.
       cache_and_issue(job, std::move(profile));
     });
   }

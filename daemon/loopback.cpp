@@ -592,17 +592,24 @@ struct LoopbackApi::Impl {
     }
     if (!res.lines.empty()) {
       const auto& lines = catalog.at(res.lines);
-      SQLite::Statement l(rep.db(),
-                          "SELECT body FROM record WHERE resource = ?1 AND parent_id = ?2 ORDER BY id");
+      // "parent_id IS NOT NULL" lets SQLite use the partial (resource, parent_id) index; lines are put in id
+      // order here rather than by SQL, which would otherwise walk every line of the resource in id order.
+      SQLite::Statement l(
+          rep.db(),
+          "SELECT id, body FROM record WHERE resource = ?1 AND parent_id = ?2 AND parent_id IS NOT NULL");
       l.bind(1, lines.name);
       if (const auto* i = std::get_if<std::int64_t>(&id)) {
         l.bind(2, *i);
       } else {
         l.bind(2, std::get<std::string>(id));
       }
-      OJson details = OJson::array();
+      std::vector<std::pair<std::int64_t, std::string>> found;
       while (l.executeStep())
-        details.push_back(OJson::parse(l.getColumn(0).getString()));
+        found.emplace_back(l.getColumn(0).getInt64(), l.getColumn(1).getString());
+      std::sort(found.begin(), found.end());
+      OJson details = OJson::array();
+      for (const auto& [line_id, text] : found)
+        details.push_back(OJson::parse(text));
       rec["details"] = std::move(details);
     }
     for (const auto& derived : res.derived) {

@@ -46,6 +46,7 @@ class Sim:
     def __init__(self, *extra: str, scale: float = 1, seed: int = 7, workdir: Optional[str] = None):
         self.token = secrets.token_hex(16)
         self.workdir = workdir or tempfile.mkdtemp(prefix="knosc-sim-")
+        os.makedirs(self.workdir, exist_ok=True)
         self.log_path = os.path.join(self.workdir, "knosc-sim.log")
         self._log = open(self.log_path, "w", encoding="utf-8")
         args = [PYTHON, SIM_EXE, "--host", "127.0.0.1", "--port", "0", "--control-port", "0", "--seed", str(seed),

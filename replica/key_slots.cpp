@@ -46,7 +46,8 @@ std::string slot_index_name(int slot) {
 
 SlotFiller::SlotFiller(const schema::Resource& res) : keys_(indexed_keys(res)) {}
 
-void SlotFiller::bind(SQLite::Statement& st, int first_param, const nlohmann::ordered_json& row) {
+void SlotFiller::bind(SQLite::Statement& st, int first_param, const nlohmann::ordered_json& row,
+                      SlotText& text) const {
   using T = nlohmann::ordered_json::value_t;
   for (int i = 0; i < kKeySlots; ++i) {
     const int param = first_param + i;
@@ -83,8 +84,8 @@ void SlotFiller::bind(SQLite::Statement& st, int first_param, const nlohmann::or
         break;
       case T::object:
       case T::array:
-        text_[slot] = v->dump();
-        st.bindNoCopy(param, text_[slot]);
+        text[slot] = v->dump();
+        st.bindNoCopy(param, text[slot]);
         break;
       case T::null:
       case T::binary:

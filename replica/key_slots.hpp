@@ -36,20 +36,22 @@ std::string slot_column(int slot);
 // "record_k<slot>", the index on (resource, k<slot>, id).
 std::string slot_index_name(int slot);
 
-// A resource's keys resolved once, so filling a row's slots is a lookup per key of the row.
+// Object and array slot values as JSON text, kept until the statement they are bound to has run.
+using SlotText = std::array<std::string, kKeySlots>;
+
+// A resource's indexed keys resolved once, so filling a row's slots is one lookup in the row per key.
 class SlotFiller {
  public:
   explicit SlotFiller(const schema::Resource& res);
 
   // Binds the row's slot values to parameters first_param .. first_param + kKeySlots - 1: scalars as their
   // SQL type (true/false as 1/0, the way SQLite's json_extract reads them), objects and arrays as JSON
-  // text, an absent key or a JSON null as NULL. Unused slots are bound NULL. Strings are bound without a
-  // copy: `row` must outlive the statement's next step.
-  void bind(SQLite::Statement& st, int first_param, const nlohmann::ordered_json& row);
+  // text, an absent key or a JSON null as NULL. Unused slots are bound NULL. Nothing is copied: `row` and
+  // `text` must outlive the statement's next step.
+  void bind(SQLite::Statement& st, int first_param, const nlohmann::ordered_json& row, SlotText& text) const;
 
  private:
   std::vector<std::string> keys_;
-  std::array<std::string, kKeySlots> text_;  // object and array values as JSON text, reused row after row
 };
 
 }  // namespace knosc::replica

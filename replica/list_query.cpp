@@ -6,10 +6,9 @@
 #include <cctype>
 #include <cmath>
 #include <limits>
-#include <set>
 #include <stdexcept>
 
-#include "replica/content_hash.hpp"
+#include "replica/key_slots.hpp"
 
 namespace knosc::replica {
 namespace {
@@ -245,6 +244,10 @@ struct Column {
   std::string value;
   // Its json_type name ('text', 'integer', 'real', 'true', 'false', 'null'); NULL when absent.
   std::string type;
+  // True when the value is a JSON number (not a boolean).
+  std::string number;
+  // The key slot holding the value (k1..k8), when the key has one; empty otherwise.
+  std::string slot;
 };
 
 // The smallest string above every string that starts with `s`, or nullopt when there is none. Byte-wise,
@@ -266,21 +269,39 @@ bool is_virtual_status(const schema::Resource& res, const WarehouseStatusLookup&
   return res.warehouse_scoped && res.name != wh.resource && key == wh.status_key;
 }
 
-// The key of a condition an expression index on that key can serve (a seek or a range), else nullopt.
-std::optional<std::string> indexable_key(const schema::Resource& res, const WarehouseStatusLookup& wh,
-                                         const Condition& c) {
+// The key slot of a condition whose index on (resource, slot, id) can serve it (a seek or a range), else
+// nullopt.
+std::optional<int> indexable_slot(const schema::Resource& res, const WarehouseStatusLookup& wh,
+                                  const Condition& c) {
   if (c.exclude || c.key == "id" || is_virtual_status(res, wh, c.key)) return std::nullopt;
+  const auto slot = slot_of(res, c.key);
+  if (!slot) return std::nullopt;
   if (const auto* any = std::get_if<AnyOf>(&c.test)) {
-    // One IN list of a single type; booleans and null are found through json_type, which no index holds.
+    // One IN list of a single type; booleans and null are told apart from 1, 0 and absent by json_type,
+    // which no index holds.
     const auto& vs = any->values;
     const bool strings = std::all_of(vs.begin(), vs.end(), [](const auto& v) { return v.is_string(); });
     const bool numbers = std::all_of(vs.begin(), vs.end(), [](const auto& v) { return v.is_number(); });
     if (vs.empty() || !(strings || numbers)) return std::nullopt;
-    return c.key;
+    return slot;
   }
   const auto& r = std::get<Range>(c.test);
   if (!r.from && !r.to) return std::nullopt;
-  return c.key;
+  return slot;
+}
+
+// The resource that holds warehouse statuses, as the replica's catalog describes it.
+const schema::Resource* warehouse_master(const schema::Resource& res, const WarehouseStatusLookup& wh) {
+  if (res.name == wh.resource) return &res;
+  return (wh.catalog ? *wh.catalog : schema::Catalog::builtin()).find(wh.resource);
+}
+
+// `key` of the row `table` names: its key slot when the key has one, else the JSON expression.
+std::string stored_value(const schema::Resource* res, std::string_view key, const std::string& table) {
+  if (res) {
+    if (auto slot = slot_of(*res, key)) return table + "." + slot_column(*slot);
+  }
+  return json_key_sql(key, table + ".body");
 }
 
 enum class Form {
@@ -292,7 +313,7 @@ enum class Form {
 class QueryBuilder {
  public:
   QueryBuilder(const schema::Resource& res, const WarehouseStatusLookup& wh, Form form = Form::List)
-      : res_(res), wh_(wh), form_(form) {}
+      : res_(res), wh_(wh), form_(form), master_(warehouse_master(res, wh)) {}
 
   std::vector<nlohmann::json> binds;
 
@@ -305,17 +326,29 @@ class QueryBuilder {
     if (!json_key_supported(key)) {
       throw std::invalid_argument("column key " + repr(key) + " cannot be named in a JSON path");
     }
+    const std::string type = "json_type(body, " + sql_quote(path(key)) + ")";
+    const std::string json_number = type + " IN ('integer', 'real')";
     if (key == "id") {
       // The record's id column holds the same value as the body's "id" and is the primary key's order.
-      return {"id", "json_type(body, " + sql_quote(path(key)) + ")"};
+      return {"id", type, json_number, ""};
     }
     if (is_virtual_status(res_, wh_, key)) {
       // Rows carry only their warehouse's number; its status is the one on the warehouse-master row.
-      return {warehouse_lookup("json_extract"), warehouse_lookup("json_type")};
+      const std::string lookup_type = warehouse_lookup(true);
+      return {warehouse_lookup(false), lookup_type, lookup_type + " IN ('integer', 'real')", ""};
     }
-    // A unary + makes the expression differ from the index's, which keeps SQLite off that index.
+    // A unary + keeps SQLite from serving this term through the key's index (the rows are read in id order).
     const char* plus = form_ == Form::FiltersUnindexed ? "+" : "";
-    return {plus + json_key_sql(key), "json_type(body, " + sql_quote(path(key)) + ")"};
+    if (auto slot = slot_of(res_, key)) {
+      // The slot holds what json_extract would give, without parsing the body. Only 1 and 0 can be booleans
+      // there, so only those rows need the body's json_type to tell.
+      const std::string k = slot_column(*slot);
+      return {
+          plus + k, type,
+          "(typeof(" + k + ") IN ('integer', 'real') AND (" + k + " NOT IN (0, 1) OR " + json_number + "))",
+          k};
+    }
+    return {plus + json_key_sql(key), type, json_number, ""};
   }
 
   // True when the row's value is one of `values`, typed: strings equal strings, numbers numbers (1 = 1.0),
@@ -335,16 +368,22 @@ class QueryBuilder {
         want_null = true;
       }
     }
+    // A type test on the body; with a slot, only rows whose slot holds what json_extract gives for that type
+    // need it.
+    const auto typed = [&](const char* slot_test, const char* type) {
+      const std::string t = c.type + " = '" + type + "'";
+      return c.slot.empty() ? t : "(" + c.slot + slot_test + " AND " + t + ")";
+    };
     std::vector<std::string> parts;
     if (!strings.empty()) parts.push_back(in_list(c.value, strings));
     if (!numbers.empty()) {
       std::string p = in_list(c.value, numbers);
-      if (guard_numbers && form_ != Form::Probe) p = "(" + p + " AND " + c.type + " IN ('integer', 'real'))";
+      if (guard_numbers && form_ != Form::Probe) p = "(" + p + " AND " + c.number + ")";
       parts.push_back(std::move(p));
     }
-    if (want_true) parts.push_back(c.type + " = 'true'");
-    if (want_false) parts.push_back(c.type + " = 'false'");
-    if (want_null) parts.push_back(c.type + " = 'null'");
+    if (want_true) parts.push_back(typed(" = 1", "true"));
+    if (want_false) parts.push_back(typed(" = 0", "false"));
+    if (want_null) parts.push_back(typed(" IS NULL", "null"));
     if (parts.empty()) return "0";  // an empty list matches nothing
     if (parts.size() == 1) return parts.front();
     std::string out;
@@ -371,7 +410,7 @@ class QueryBuilder {
       if (r.to) parts.push_back(c.value + " <= " + param(*r.to));
       // Text sorts above every number and NULL below, so an open end needs the type; booleans read as 1/0
       // and are not numbers in a range.
-      if (form_ != Form::Probe) parts.push_back(c.type + " IN ('integer', 'real')");
+      if (form_ != Form::Probe) parts.push_back(c.number);
     } else {
       parts.push_back(c.type + " IN ('integer', 'real', 'text')");  // both ends open: any number or string
     }
@@ -400,15 +439,16 @@ class QueryBuilder {
   std::string active_warehouses() {
     if (res_.name == wh_.resource) {
       // The warehouse-master row's own status is a real column.
-      return json_key_sql(wh_.status_key) + " IS NOT " + param(wh_.inactive);
+      return stored_value(&res_, wh_.status_key, "record") + " IS NOT " + param(wh_.inactive);
     }
-    // The inactive warehouses' numbers are computed once per query (a non-correlated IN subquery). NULL
-    // numbers are kept out of it: one NULL would make NOT IN unknown for every row. A row without a warehouse
-    // number belongs to no inactive warehouse, hence IS NOT FALSE.
-    const std::string number = json_key_sql(wh_.number_key, "w.body");
-    return "(" + json_key_sql(wh_.number_key) + " NOT IN (SELECT " + number +
+    // The inactive warehouses' numbers are computed once per query (a non-correlated IN subquery, which
+    // reads the warehouse-master rows through the status slot's index). NULL numbers are kept out of it: one
+    // NULL would make NOT IN unknown for every row. A row without a warehouse number belongs to no inactive
+    // warehouse, hence IS NOT FALSE.
+    const std::string number = stored_value(master_, wh_.number_key, "w");
+    return "(" + stored_value(&res_, wh_.number_key, "record") + " NOT IN (SELECT " + number +
            " FROM record AS w WHERE w.resource = " + sql_quote(wh_.resource) + " AND " +
-           json_key_sql(wh_.status_key, "w.body") + " = " + param(wh_.inactive) + " AND " + number +
+           stored_value(master_, wh_.status_key, "w") + " = " + param(wh_.inactive) + " AND " + number +
            " IS NOT NULL)) IS NOT FALSE";
   }
 
@@ -423,24 +463,27 @@ class QueryBuilder {
     return out + ")";
   }
 
-  // The status of the row's warehouse. The outer row is `record.body`: inside the subquery an unqualified
-  // `body` would be the warehouse-master row's.
-  std::string warehouse_lookup(const char* fn) const {
-    return std::string("(SELECT ") + fn + "(w.body, " + sql_quote(path(wh_.status_key)) +
-           ") FROM record AS w WHERE w.resource = " + sql_quote(wh_.resource) + " AND " +
-           json_key_sql(wh_.number_key, "w.body") + " = " + json_key_sql(wh_.number_key, "record.body") +
-           " LIMIT 1)";
+  // The status (or its json_type) of the row's warehouse, found through the warehouse-master rows' number
+  // slot. The outer row is `record`: inside the subquery an unqualified column would be the
+  // warehouse-master row's.
+  std::string warehouse_lookup(bool type) const {
+    const std::string status = type ? "json_type(w.body, " + sql_quote(path(wh_.status_key)) + ")"
+                                    : stored_value(master_, wh_.status_key, "w");
+    return "(SELECT " + status + " FROM record AS w WHERE w.resource = " + sql_quote(wh_.resource) + " AND " +
+           stored_value(master_, wh_.number_key, "w") + " = " +
+           stored_value(&res_, wh_.number_key, "record") + " LIMIT 1)";
   }
 
   const schema::Resource& res_;
   const WarehouseStatusLookup& wh_;
   Form form_;
+  const schema::Resource* master_;  // null when the catalog has no such resource
 };
 
 std::string where_clause(QueryBuilder& b, const schema::Resource& res, const ListParams& p,
                          const ListScope& scope, const WarehouseStatusLookup& wh) {
-  // The resource is a literal, not a parameter: the expression indexes are partial (WHERE resource = '...')
-  // and SQLite uses a partial index only when the query's WHERE visibly implies the index's.
+  // The resource is a literal rather than a parameter so the planner sees what it is: the first column of
+  // every slot index, and the same for every request of this list.
   std::string where = "resource = " + sql_quote(res.name);
   if (res.warehouse_scoped && !p.names_key(wh.status_key)) where += " AND " + b.active_warehouses();
   for (const auto& g : scope.granular)
@@ -504,20 +547,6 @@ std::int64_t probe_limit(const ListParams& p) {
   return std::clamp<std::int64_t>(c, 1000, 20000);
 }
 
-std::set<std::string> existing_indexes(SQLite::Database& db, const std::vector<std::string>& names) {
-  std::set<std::string> out;
-  if (names.empty()) return out;
-  std::string sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN (";
-  for (std::size_t i = 0; i < names.size(); ++i)
-    sql += i ? ", ?" : "?";
-  SQLite::Statement q(db, sql + ")");
-  for (std::size_t i = 0; i < names.size(); ++i)
-    q.bind(static_cast<int>(i + 1), names[i]);
-  while (q.executeStep())
-    out.insert(q.getColumn(0).getString());
-  return out;
-}
-
 // Rows matching one condition, counted through its index and stopped at `limit`.
 std::int64_t probe(SQLite::Database& db, const schema::Resource& res, const WarehouseStatusLookup& wh,
                    const Condition& c, const std::string& index, std::int64_t limit) {
@@ -542,22 +571,16 @@ AccessPath choose_access_path(SQLite::Database& db, const schema::Resource& res,
     const Condition* condition;
     std::string index;
   };
+  // Every slot has its index since schema version 4, which every replica the list engine reads has.
   std::vector<Candidate> filters;
-  std::vector<std::string> names;
   for (const auto& c : p.conditions) {
-    if (auto key = indexable_key(res, wh, c)) {
-      filters.push_back({&c, expression_index_name(res.name, *key)});
-      names.push_back(filters.back().index);
-    }
+    if (auto slot = indexable_slot(res, wh, c)) filters.push_back({&c, slot_index_name(*slot)});
   }
   const bool sort_by_id = sort.key == "id";
-  const bool sort_indexable =
-      !sort_by_id && json_key_supported(sort.key) && !is_virtual_status(res, wh, sort.key);
-  const std::string sort_index = sort_indexable ? expression_index_name(res.name, sort.key) : "";
-  if (sort_indexable) names.push_back(sort_index);
-  const auto present = existing_indexes(db, names);
-  std::erase_if(filters, [&](const Candidate& f) { return !present.count(f.index); });
-  const bool sort_path = sort_by_id || (sort_indexable && present.count(sort_index));
+  const auto sort_slot =
+      sort_by_id || is_virtual_status(res, wh, sort.key) ? std::nullopt : slot_of(res, sort.key);
+  const std::string sort_index = sort_slot ? slot_index_name(*sort_slot) : "";
+  const bool sort_path = sort_by_id || sort_slot.has_value();
   // A condition on the sort key itself narrows plan B's own index (a seek or a range in list order).
   if (sort_path) std::erase_if(filters, [&](const Candidate& f) { return f.index == sort_index; });
 
@@ -694,13 +717,6 @@ bool json_key_supported(std::string_view key) {
 
 std::string json_key_sql(std::string_view key, std::string_view column) {
   return "json_extract(" + std::string(column) + ", " + sql_quote("$.\"" + std::string(key) + "\"") + ")";
-}
-
-std::string expression_index_name(std::string_view resource, std::string_view key) {
-  std::string id(resource);
-  id += '\x1f';
-  id += key;
-  return "rx_" + std::to_string(content_hash(std::string_view(id)));
 }
 
 std::string sql_quote(std::string_view s) {

@@ -3,8 +3,9 @@
 // query parameters, then answering it with one SQL query over the `record` table.
 //
 // Parsing is pure and reports the 400 Knosc would answer as a value. Execution turns the parsed parameters
-// into SQL whose JSON expressions are written exactly like the replica's expression indexes
-// (json_key_sql), so equality filters and sorts on indexed keys are served by those indexes.
+// into SQL that reads a resource's indexed keys from their key slots (record.k1..k8, replica/key_slots.hpp),
+// so equality filters, ranges and sorts on those keys are served by the slot indexes on (resource, kN, id);
+// other keys are read from the JSON body (json_key_sql).
 
 #include <SQLiteCpp/Database.h>
 
@@ -112,6 +113,9 @@ struct WarehouseStatusLookup {
   std::string number_key = "Warehouse Number";
   std::string status_key = "Warehouse Status";
   std::string inactive = "Inactive";
+  // The catalog the replica was opened with, which says in which key slots `resource` keeps the number and
+  // the status; null: the built-in catalog.
+  const schema::Catalog* catalog = nullptr;
 };
 
 struct ListResult {
@@ -119,10 +123,10 @@ struct ListResult {
   schema::SortSpec sort;                     // the sort applied, for the envelope's "sort"
 };
 
-// Which index the list query reads the resource through; chosen per request by run_list from the indexes
-// present and a bounded count of a filter's matches (see list_query.cpp). Empty: SQLite's own choice.
+// Which index the list query reads the resource through; chosen per request by run_list from the keys with
+// a slot and a bounded count of a filter's matches (see list_query.cpp). Empty: SQLite's own choice.
 struct AccessPath {
-  std::string index;      // read through this expression index (INDEXED BY)
+  std::string index;      // read through this slot index (INDEXED BY), e.g. record_k2
   bool id_order = false;  // read the primary key in id order, keeping the filters off their indexes
 };
 
@@ -138,7 +142,7 @@ struct ListSql {
 ListSql build_list_sql(const schema::Resource& res, const ListParams& p, const ListScope& scope,
                        const WarehouseStatusLookup& wh = {}, bool paged = true, const AccessPath& path = {});
 
-// The access path run_list takes for this request (reads the schema and counts through filter indexes).
+// The access path run_list takes for this request (counts through filter indexes when it must choose).
 AccessPath choose_list_access_path(SQLite::Database& db, const schema::Resource& res, const ListParams& p,
                                    const WarehouseStatusLookup& wh = {});
 
@@ -159,14 +163,9 @@ std::vector<std::string> list_query_plan(SQLite::Database& db, const schema::Res
 // the SQL text short).
 bool json_key_supported(std::string_view key);
 
-// `json_extract(<column>, '$."<key>"')`: the one spelling of a key's value shared by the replica's
-// expression indexes and the list queries; SQLite uses an index on an expression only for the same
-// expression. Requires json_key_supported(key).
+// `json_extract(<column>, '$."<key>"')`: how the list queries read a key that has no key slot. Requires
+// json_key_supported(key).
 std::string json_key_sql(std::string_view key, std::string_view column = "body");
-
-// The name of the replica's expression index on `key` of `resource` (stable across versions: existing
-// replicas keep their indexes).
-std::string expression_index_name(std::string_view resource, std::string_view key);
 
 // `s` as an SQL string literal.
 std::string sql_quote(std::string_view s);

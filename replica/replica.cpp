@@ -4,10 +4,13 @@
 #include <SQLiteCpp/Transaction.h>
 #include <spdlog/spdlog.h>
 
-#include <set>
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cmath>
 
 #include "replica/content_hash.hpp"
-#include "replica/list_query.hpp"
+#include "replica/key_slots.hpp"
 #include "replica/migrations.hpp"
 
 namespace knosc::replica {
@@ -67,38 +70,294 @@ bool id_less(const RecordId& a, const RecordId& b) {
   return a < b;
 }
 
-struct IdLess {
-  bool operator()(const RecordId& a, const RecordId& b) const { return id_less(a, b); }
+// The slot parameters of the row update and of the slot refill: ?8 .. ?15 are k1 .. k8.
+constexpr int kFirstSlotParam = 8;
+static_assert(kKeySlots == 8, "the row writes name k1..k8");
+
+// Appends `s` as a JSON string the way Json::dump does, when it is ASCII; false when it holds other bytes
+// (dump checks those are UTF-8, which is left to it).
+bool append_ascii_string(const std::string& s, std::string& out) {
+  out += '"';
+  std::size_t run = 0;  // start of the bytes not yet copied
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) return false;
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s, run, i - run);
+    run = i + 1;
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default: {
+        static constexpr char hex[] = "0123456789abcdef";
+        out += "\\u00";
+        out += hex[c >> 4];
+        out += hex[c & 0xf];
+      }
+    }
+  }
+  out.append(s, run);
+  out += '"';
+  return true;
+}
+
+// Appends `v` as Json::dump() writes it (compact), for values whose strings are ASCII; false otherwise, with
+// `out` partly written. Upstream rows are almost always ASCII, and this is several times faster than
+// nlohmann's serializer, which goes through its UTF-8 decoder byte by byte.
+bool append_ascii_json(const Json& v, std::string& out) {
+  using T = Json::value_t;
+  switch (v.type()) {
+    case T::null:
+      out += "null";
+      return true;
+    case T::boolean:
+      out += v.get<bool>() ? "true" : "false";
+      return true;
+    case T::number_integer:
+    case T::number_unsigned: {
+      char buf[24];
+      const auto r = v.is_number_unsigned() ? std::to_chars(buf, buf + sizeof buf, v.get<std::uint64_t>())
+                                            : std::to_chars(buf, buf + sizeof buf, v.get<std::int64_t>());
+      out.append(buf, r.ptr);
+      return true;
+    }
+    case T::number_float: {
+      const double d = v.get<double>();
+      if (!std::isfinite(d)) {
+        out += "null";
+        return true;
+      }
+      char buf[64];
+      out.append(buf, nlohmann::detail::to_chars(buf, buf + sizeof buf, d));  // dump's own number format
+      return true;
+    }
+    case T::string:
+      return append_ascii_string(v.get_ref<const std::string&>(), out);
+    case T::array: {
+      out += '[';
+      bool first = true;
+      for (const auto& e : v) {
+        if (!first) out += ',';
+        first = false;
+        if (!append_ascii_json(e, out)) return false;
+      }
+      out += ']';
+      return true;
+    }
+    case T::object: {
+      out += '{';
+      bool first = true;
+      for (const auto& [key, e] : v.get_ref<const Json::object_t&>()) {
+        if (!first) out += ',';
+        first = false;
+        if (!append_ascii_string(key, out)) return false;
+        out += ':';
+        if (!append_ascii_json(e, out)) return false;
+      }
+      out += '}';
+      return true;
+    }
+    case T::binary:
+    case T::discarded:
+      return false;
+  }
+  return false;
+}
+
+// Serializes rows into one reused buffer, byte for byte as Json::dump does: dump returns a fresh string that
+// grows by doubling, which costs several allocations for every written row.
+class RowText {
+ public:
+  const std::string& of(const Json& row) {
+    text_.clear();
+    if (append_ascii_json(row, text_)) return text_;
+    text_.clear();
+    out_.dump(row, false, false, 0);
+    return text_;
+  }
+
+ private:
+  std::string text_;
+  nlohmann::detail::serializer<Json> out_{nlohmann::detail::output_adapter<char, std::string>(text_), ' '};
+};
+
+// New rows of a page, written kInsertBatch to a statement. Every INSERT opens a cursor on the table and on
+// each of its indexes (eleven with the key slots) and closes them again; sharing them among a batch of rows
+// saves about a quarter of SQLite's work per row. OR FAIL spares SQLite the statement journal a multi-row
+// INSERT would otherwise keep: a failing row (a page listing one id twice) still fails the page, whose
+// transaction is then rolled back.
+class RowInserter {
+ public:
+  static constexpr std::size_t kInsertBatch = 32;
+
+  explicit RowInserter(SQLite::Database& db) : db_(db) { pending_.reserve(kInsertBatch); }
+
+  // Starts a page: rows queued by a page that failed are dropped.
+  void begin(const std::string& resource, const SlotFiller& slots, std::int64_t now) {
+    pending_.clear();
+    resource_ = &resource;
+    slots_ = &slots;
+    now_ = now;
+  }
+
+  // Queues a row; `row` and `id` must stay alive until the next flush, which happens by itself every
+  // kInsertBatch rows.
+  void add(const Json& row, const RecordId& id, std::optional<RecordId> parent, std::int64_t hash) {
+    pending_.push_back({&row, &id, std::move(parent), hash});
+    if (pending_.size() == kInsertBatch) flush();
+  }
+
+  void flush() {
+    if (pending_.empty()) return;
+    SQLite::Statement& st = statement(pending_.size());
+    st.reset();
+    st.clearBindings();
+    for (std::size_t i = 0; i < pending_.size(); ++i) {
+      const auto& r = pending_[i];
+      const int base = static_cast<int>(i) * kParams;
+      st.bindNoCopy(base + 1, *resource_);
+      bind_id(st, base + 2, *r.id);
+      bind_optional_id(st, base + 3, r.parent);
+      st.bindNoCopy(base + 4, text_[i].of(*r.row));
+      st.bind(base + 5, r.hash);
+      st.bind(base + 6, now_);
+      slots_->bind(st, base + 7, *r.row, slot_text_[i]);
+    }
+    pending_.clear();
+    st.exec();
+    st.reset();
+  }
+
+ private:
+  // Per row: resource, id, parent_id, body, body_hash, updated_at, k1..k8.
+  static constexpr int kParams = 6 + kKeySlots;
+
+  SQLite::Statement& statement(std::size_t rows) {
+    auto& st = statements_[rows];
+    if (!st) {
+      std::string sql =
+          "INSERT OR FAIL INTO record (resource, id, parent_id, body, body_hash, updated_at, "
+          "k1, k2, k3, k4, k5, k6, k7, k8) VALUES ";
+      for (std::size_t i = 0; i < rows; ++i) {
+        sql += i ? ", (" : "(";
+        for (int p = 1; p <= kParams; ++p)
+          sql += (p > 1 ? ", ?" : "?") + std::to_string(static_cast<int>(i) * kParams + p);
+        sql += ")";
+      }
+      st = std::make_unique<SQLite::Statement>(db_, sql);
+    }
+    return *st;
+  }
+
+  struct Pending {
+    const Json* row;
+    const RecordId* id;
+    std::optional<RecordId> parent;
+    std::int64_t hash;
+  };
+  SQLite::Database& db_;
+  std::array<std::unique_ptr<SQLite::Statement>, kInsertBatch + 1> statements_;  // by row count
+  std::vector<Pending> pending_;
+  std::array<RowText, kInsertBatch> text_;
+  std::array<SlotText, kInsertBatch> slot_text_;
+  const std::string* resource_ = nullptr;
+  const SlotFiller* slots_ = nullptr;
+  std::int64_t now_ = 0;
+};
+
+// Statements are reused: reset them before use and on every way out, so none keeps a read open.
+class Reset {
+ public:
+  explicit Reset(SQLite::Statement& st) : st_(st) {
+    st_.reset();
+    st_.clearBindings();
+  }
+  ~Reset() {
+    try {
+      st_.reset();
+    } catch (...) {  // NOLINT(bugprone-empty-catch): reset repeats the last step's error, already thrown
+    }
+  }
+  Reset(const Reset&) = delete;
+  Reset& operator=(const Reset&) = delete;
+  SQLite::Statement* operator->() { return &st_; }
+  SQLite::Statement& operator*() { return st_; }
+
+ private:
+  SQLite::Statement& st_;
 };
 
 }  // namespace
 
 struct Replica::Statements {
   SQLite::Statement select_hash;
-  SQLite::Statement insert_row;
+  RowInserter insert_rows;
   SQLite::Statement update_row;
   SQLite::Statement ids_in_range_from;
   SQLite::Statement ids_in_range_all;
   SQLite::Statement ids_in_range_to;
   SQLite::Statement ids_all;
   SQLite::Statement insert_candidate;
+  SQLite::Statement pass_checkpoint;
+  SQLite::Statement pass_next_page;
+  SQLite::Statement pass_complete;
+  SQLite::Statement select_nested_hash;
+  SQLite::Statement update_nested;
+  SQLite::Statement touch_nested;
+  RowText row_text;
+  SlotText slot_text;
 
   explicit Statements(SQLite::Database& db)
       : select_hash(db, "SELECT body_hash FROM record WHERE resource = ?1 AND id = ?2"),
-        insert_row(db,
-                   "INSERT INTO record (resource, id, parent_id, body, body_hash, updated_at) "
-                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+        insert_rows(db),
         update_row(db,
                    "UPDATE record SET parent_id = ?3, body = ?4, body_hash = ?5, updated_at = ?6, "
-                   "nested_at = CASE WHEN ?7 THEN NULL ELSE nested_at END "
+                   "nested_at = CASE WHEN ?7 THEN NULL ELSE nested_at END, "
+                   "k1 = ?8, k2 = ?9, k3 = ?10, k4 = ?11, k5 = ?12, k6 = ?13, k7 = ?14, k8 = ?15 "
                    "WHERE resource = ?1 AND id = ?2"),
+        // In id order (the order of the (resource, id) index they read), which apply_page relies on.
         ids_in_range_from(db,
-                          "SELECT id, body_hash FROM record WHERE resource = ?1 AND id > ?2 AND id <= ?3"),
-        ids_in_range_all(db, "SELECT id, body_hash FROM record WHERE resource = ?1 AND id > ?2"),
-        ids_in_range_to(db, "SELECT id, body_hash FROM record WHERE resource = ?1 AND id <= ?2"),
-        ids_all(db, "SELECT id, body_hash FROM record WHERE resource = ?1"),
+                          "SELECT id, body_hash FROM record WHERE resource = ?1 AND id > ?2 AND id <= ?3 "
+                          "ORDER BY id"),
+        ids_in_range_all(db, "SELECT id, body_hash FROM record WHERE resource = ?1 AND id > ?2 ORDER BY id"),
+        ids_in_range_to(db, "SELECT id, body_hash FROM record WHERE resource = ?1 AND id <= ?2 ORDER BY id"),
+        ids_all(db, "SELECT id, body_hash FROM record WHERE resource = ?1 ORDER BY id"),
         insert_candidate(
-            db, "INSERT OR IGNORE INTO delete_candidate (resource, id, generation) VALUES (?1, ?2, ?3)") {}
+            db, "INSERT OR IGNORE INTO delete_candidate (resource, id, generation) VALUES (?1, ?2, ?3)"),
+        pass_checkpoint(db, "SELECT generation, next_page FROM pull_pass WHERE resource = ?1"),
+        pass_next_page(db,
+                       "UPDATE pull_pass SET next_page = ?2, last_id = ?3, pages_done = pages_done + 1, "
+                       "rows_seen = rows_seen + ?4, rows_written = rows_written + ?5, access = 'ok' "
+                       "WHERE resource = ?1"),
+        pass_complete(db,
+                      "UPDATE pull_pass SET next_page = NULL, last_id = NULL, pages_done = pages_done + 1, "
+                      "rows_seen = rows_seen + ?2, rows_written = rows_written + ?3, last_complete_at = ?4, "
+                      "last_pass_seconds = ?4 - started_at, last_error = NULL, last_error_at = NULL, "
+                      "access = 'ok' WHERE resource = ?1"),
+        select_nested_hash(db, "SELECT nested_hash FROM record WHERE resource = ?1 AND id = ?2"),
+        update_nested(db,
+                      "UPDATE record SET nested = ?3, nested_hash = ?4, nested_at = ?5, updated_at = ?5 "
+                      "WHERE resource = ?1 AND id = ?2"),
+        touch_nested(db, "UPDATE record SET nested_at = ?3 WHERE resource = ?1 AND id = ?2") {}
 };
 
 Replica::Replica(const std::string& path, const schema::Catalog& catalog, Mode mode)
@@ -113,7 +372,11 @@ Replica::Replica(const std::string& path, const schema::Catalog& catalog, Mode m
     // go to the kernel again and again on a large replica.
     db_.exec("PRAGMA cache_size = -16384");
     migrate(db_, builtin_migrations());
+    // Before the slots are refilled: every row update would otherwise maintain the old indexes too.
+    drop_expression_indexes();
     prepare_statements();
+    for (const auto& res : catalog_.resources())
+      ensure_indexes(res);
   } else {
     const int v = schema_version(db_);
     const int known = static_cast<int>(builtin_migrations().size());
@@ -132,6 +395,25 @@ Replica::~Replica() = default;
 
 void Replica::prepare_statements() {
   st_ = std::make_unique<Statements>(db_);
+}
+
+void Replica::drop_expression_indexes() {
+  // Replicas before schema version 4 had an expression index per resource and key, named rx_<hash>; the key
+  // slots replace them.
+  std::vector<std::string> names;
+  {
+    SQLite::Statement q(db_,
+                        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'record' AND "
+                        "name LIKE 'rx\\_%' ESCAPE '\\'");
+    while (q.executeStep())
+      names.push_back(q.getColumn(0).getString());
+  }
+  if (names.empty()) return;
+  SQLite::Transaction tx(db_);
+  for (const auto& name : names)
+    db_.exec("DROP INDEX IF EXISTS \"" + name + "\"");
+  tx.commit();
+  spdlog::info("replica: dropped {} expression indexes that key slots replace", names.size());
 }
 
 PassCursor Replica::resume_or_begin_pass(const schema::Resource& res, int page_size, std::int64_t now) {
@@ -183,10 +465,10 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
   {
     // The checkpoint must be where this page was fetched from; anything else means the page belongs to an
     // older pass and applying it would corrupt the range bookkeeping.
-    SQLite::Statement q(db_, "SELECT generation, next_page FROM pull_pass WHERE resource = ?1");
-    q.bind(1, res.name);
-    if (!q.executeStep() || q.getColumn(0).getInt64() != cursor.generation || q.getColumn(1).isNull() ||
-        q.getColumn(1).getInt() != cursor.page) {
+    Reset q(st_->pass_checkpoint);
+    q->bind(1, res.name);
+    if (!q->executeStep() || q->getColumn(0).getInt64() != cursor.generation || q->getColumn(1).isNull() ||
+        q->getColumn(1).getInt() != cursor.page) {
       throw std::logic_error("page " + std::to_string(cursor.page) + " of " + res.name +
                              " does not match the stored pass checkpoint");
     }
@@ -226,23 +508,28 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
   } else if (max_id) {
     range = cursor.last_id ? &st_->ids_in_range_from : &st_->ids_in_range_to;
   }
-  std::map<RecordId, std::int64_t, IdLess> stored;  // id -> body_hash, within the range
+  // The stored rows of the range, in id order (the range statements sort by id); `listed` marks those the
+  // page named. A sorted vector rather than a tree: one allocation per page instead of one per row.
+  struct StoredRow {
+    RecordId id;
+    std::int64_t hash;
+    bool listed;
+  };
+  std::vector<StoredRow> stored;
   if (range) {
-    range->reset();
-    range->clearBindings();
-    range->bind(1, res.name);
+    Reset q(*range);
+    q->bind(1, res.name);
     if (range == &st_->ids_in_range_from) {
-      bind_id(*range, 2, *cursor.last_id);
-      bind_id(*range, 3, *max_id);
+      bind_id(*q, 2, *cursor.last_id);
+      bind_id(*q, 3, *max_id);
     } else if (range == &st_->ids_in_range_all) {
-      bind_id(*range, 2, *cursor.last_id);
+      bind_id(*q, 2, *cursor.last_id);
     } else if (range == &st_->ids_in_range_to) {
-      bind_id(*range, 2, *max_id);
+      bind_id(*q, 2, *max_id);
     }
-    while (range->executeStep())
-      if (auto id = column_id(range->getColumn(0)))
-        stored.emplace(std::move(*id), range->getColumn(1).getInt64());
-    range->reset();
+    while (q->executeStep())
+      if (auto id = column_id(q->getColumn(0)))
+        stored.push_back({std::move(*id), q->getColumn(1).getInt64(), false});
   }
   const auto in_range = [&](const RecordId& id) {
     if (!range) return false;
@@ -250,25 +537,28 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
     return out.pass_complete || !id_less(*max_id, id);
   };
 
-  std::set<RecordId, IdLess> seen;
+  const SlotFiller slots(res);
+  st_->insert_rows.begin(res.name, slots, now);
   for (const auto& [row_ptr, id] : listed) {
     const Json& row = *row_ptr;
-    seen.insert(id);
     const auto hash = static_cast<std::int64_t>(content_hash(row));
     bool exists = false;
     std::int64_t old_hash = 0;
-    if (auto it = stored.find(id); it != stored.end()) {
+    auto it = std::lower_bound(stored.begin(), stored.end(), id,
+                               [](const StoredRow& r, const RecordId& i) { return id_less(r.id, i); });
+    if (it != stored.end() && it->id == id) {
       exists = true;
-      old_hash = it->second;
+      old_hash = it->hash;
+      it->listed = true;
     } else if (!in_range(id)) {
-      // Only when upstream's order disagrees with ours: the row lies outside the range read above.
-      auto& sel = st_->select_hash;
-      sel.reset();
-      sel.bind(1, res.name);
-      bind_id(sel, 2, id);
-      exists = sel.executeStep();
-      if (exists) old_hash = sel.getColumn(0).getInt64();
-      sel.reset();
+      // Only when upstream's order disagrees with ours: the row lies outside the range read above. Queued
+      // rows are written first so the lookup sees them.
+      st_->insert_rows.flush();
+      Reset sel(st_->select_hash);
+      sel->bind(1, res.name);
+      bind_id(*sel, 2, id);
+      exists = sel->executeStep();
+      if (exists) old_hash = sel->getColumn(0).getInt64();
     }
     if (exists && old_hash == hash) continue;
 
@@ -277,58 +567,53 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
       auto p = row.find(res.parent_key);
       if (p != row.end()) parent = record_id_from_json(*p);
     }
-    auto& w = exists ? st_->update_row : st_->insert_row;
-    w.reset();
-    w.clearBindings();
-    w.bind(1, res.name);
-    bind_id(w, 2, id);
-    bind_optional_id(w, 3, parent);
-    w.bind(4, row.dump());
-    w.bind(5, hash);
-    w.bind(6, now);
-    if (exists) w.bind(7, track_nested ? 1 : 0);
-    w.exec();
     ++out.written;
+    if (!exists) {
+      st_->insert_rows.add(row, id, std::move(parent), hash);
+      continue;
+    }
+    Reset w(st_->update_row);
+    w->bind(1, res.name);
+    bind_id(*w, 2, id);
+    bind_optional_id(*w, 3, parent);
+    w->bindNoCopy(4, st_->row_text.of(row));
+    w->bind(5, hash);
+    w->bind(6, now);
+    w->bind(7, track_nested ? 1 : 0);
+    slots.bind(*w, kFirstSlotParam, row, st_->slot_text);
+    w->exec();
   }
+  st_->insert_rows.flush();
 
-  for (const auto& [id, hash] : stored) {
-    if (seen.count(id)) continue;
-    auto& ins = st_->insert_candidate;
-    ins.reset();
-    ins.bind(1, res.name);
-    bind_id(ins, 2, id);
-    ins.bind(3, cursor.generation);
-    ins.exec();
+  for (const auto& r : stored) {
+    if (r.listed) continue;
+    Reset ins(st_->insert_candidate);
+    ins->bind(1, res.name);
+    bind_id(*ins, 2, r.id);
+    ins->bind(3, cursor.generation);
+    ins->exec();
     ++out.missed;
   }
 
   out.next = cursor;
   out.next.resumed = false;
   if (out.pass_complete) {
-    SQLite::Statement up(
-        db_,
-        "UPDATE pull_pass SET next_page = NULL, last_id = NULL, pages_done = pages_done + 1, "
-        "rows_seen = rows_seen + ?2, rows_written = rows_written + ?3, last_complete_at = ?4, "
-        "last_pass_seconds = ?4 - started_at, last_error = NULL, last_error_at = NULL, "
-        "access = 'ok' WHERE resource = ?1");
-    up.bind(1, res.name);
-    up.bind(2, out.rows);
-    up.bind(3, out.written);
-    up.bind(4, static_cast<std::int64_t>(now));
-    up.exec();
+    Reset up(st_->pass_complete);
+    up->bind(1, res.name);
+    up->bind(2, out.rows);
+    up->bind(3, out.written);
+    up->bind(4, static_cast<std::int64_t>(now));
+    up->exec();
   } else {
     out.next.page = cursor.page + 1;
     if (max_id) out.next.last_id = max_id;
-    SQLite::Statement up(db_,
-                         "UPDATE pull_pass SET next_page = ?2, last_id = ?3, pages_done = pages_done + 1, "
-                         "rows_seen = rows_seen + ?4, rows_written = rows_written + ?5, access = 'ok' "
-                         "WHERE resource = ?1");
-    up.bind(1, res.name);
-    up.bind(2, out.next.page);
-    bind_optional_id(up, 3, out.next.last_id);
-    up.bind(4, out.rows);
-    up.bind(5, out.written);
-    up.exec();
+    Reset up(st_->pass_next_page);
+    up->bind(1, res.name);
+    up->bind(2, out.next.page);
+    bind_optional_id(*up, 3, out.next.last_id);
+    up->bind(4, out.rows);
+    up->bind(5, out.written);
+    up->exec();
   }
   tx.commit();
   return out;
@@ -404,9 +689,13 @@ std::vector<RecordId> Replica::nested_due(const schema::Resource& res, std::int6
                                           std::size_t limit) {
   std::vector<RecordId> out;
   if (!res.has_nested()) return out;
+  // The order of the (resource, nested_at) index, where never-fetched rows (NULL) come first and ties keep
+  // insertion order: the due rows are a prefix of the index walk, which stops at the limit instead of
+  // sorting every due row for each batch.
   SQLite::Statement q(db_,
-                      "SELECT id FROM record WHERE resource = ?1 AND (nested_at IS NULL OR nested_at < ?2) "
-                      "ORDER BY nested_at IS NOT NULL, nested_at, id LIMIT ?3");
+                      "SELECT id FROM record INDEXED BY record_nested_due "
+                      "WHERE resource = ?1 AND (nested_at IS NULL OR nested_at < ?2) "
+                      "ORDER BY nested_at, rid LIMIT ?3");
   q.bind(1, res.name);
   q.bind(2, fetched_before);
   q.bind(3, static_cast<std::int64_t>(limit));
@@ -423,33 +712,34 @@ bool Replica::store_nested(const schema::Resource& res, const RecordId& id, cons
     nested[key] = it == record.end() ? Json() : *it;
   }
   const auto hash = static_cast<std::int64_t>(content_hash(nested));
-  SQLite::Statement q(db_, "SELECT nested_hash FROM record WHERE resource = ?1 AND id = ?2");
-  q.bind(1, res.name);
-  bind_id(q, 2, id);
-  if (!q.executeStep()) return false;  // the row is gone; its nested parts have no home
-  const bool changed = q.getColumn(0).isNull() || q.getColumn(0).getInt64() != hash;
-  q.reset();
-  SQLite::Statement up(
-      db_, changed ? "UPDATE record SET nested = ?3, nested_hash = ?4, nested_at = ?5, updated_at = ?5 "
-                     "WHERE resource = ?1 AND id = ?2"
-                   : "UPDATE record SET nested_at = ?5 WHERE resource = ?1 AND id = ?2");
-  up.bind(1, res.name);
-  bind_id(up, 2, id);
-  if (changed) {
-    up.bind(3, nested.dump());
-    up.bind(4, static_cast<std::int64_t>(hash));
+  bool changed = false;
+  {
+    Reset q(st_->select_nested_hash);
+    q->bind(1, res.name);
+    bind_id(*q, 2, id);
+    if (!q->executeStep()) return false;  // the row is gone; its nested parts have no home
+    changed = q->getColumn(0).isNull() || q->getColumn(0).getInt64() != hash;
   }
-  up.bind(5, static_cast<std::int64_t>(now));
-  up.exec();
+  Reset up(changed ? st_->update_nested : st_->touch_nested);
+  up->bind(1, res.name);
+  bind_id(*up, 2, id);
+  if (changed) {
+    up->bindNoCopy(3, st_->row_text.of(nested));
+    up->bind(4, static_cast<std::int64_t>(hash));
+    up->bind(5, static_cast<std::int64_t>(now));
+  } else {
+    up->bind(3, static_cast<std::int64_t>(now));
+  }
+  up->exec();
   return changed;
 }
 
 void Replica::defer_nested(const schema::Resource& res, const RecordId& id, std::int64_t now) {
-  SQLite::Statement up(db_, "UPDATE record SET nested_at = ?3 WHERE resource = ?1 AND id = ?2");
-  up.bind(1, res.name);
-  bind_id(up, 2, id);
-  up.bind(3, static_cast<std::int64_t>(now));
-  up.exec();
+  Reset up(st_->touch_nested);
+  up->bind(1, res.name);
+  bind_id(*up, 2, id);
+  up->bind(3, static_cast<std::int64_t>(now));
+  up->exec();
 }
 
 void Replica::store_list_headers(const schema::Resource& res, const Json& headers, std::int64_t now) {
@@ -471,17 +761,80 @@ std::optional<Json> Replica::list_headers(const schema::Resource& res) {
 }
 
 void Replica::ensure_indexes(const schema::Resource& res) {
-  std::set<std::string> keys(res.filterable.begin(), res.filterable.end());
-  keys.insert(res.sortable.begin(), res.sortable.end());
-  if (res.default_sort.key != "id") keys.insert(res.default_sort.key);
-  for (const auto& key : keys) {
-    if (!json_key_supported(key)) continue;  // cannot be named in a JSON path; served by scan
-    const std::string name = expression_index_name(res.name, key);
-    // The list queries spell the key the same way (json_key_sql), which is what lets SQLite use this index.
-    const std::string expr = json_key_sql(key);
-    db_.exec("CREATE INDEX IF NOT EXISTS " + name + " ON record (" + expr +
-             ") WHERE resource = " + sql_quote(res.name));
+  const std::vector<std::string> keys = indexed_keys(res);
+  std::vector<std::string> stored;
+  {
+    SQLite::Statement q(db_, "SELECT slot, key FROM key_slot WHERE resource = ?1 ORDER BY slot");
+    q.bind(1, res.name);
+    while (q.executeStep()) {
+      if (q.getColumn(0).getInt() != static_cast<int>(stored.size()) + 1) break;  // a gap: not ours
+      stored.push_back(q.getColumn(1).getString());
+    }
   }
+  if (stored == keys) return;
+
+  // The rows are read in batches of the (resource, id) index and rewritten batch by batch, each batch its own
+  // transaction, so the WAL stays small and memory stays bounded. The new assignment is stored last: a run
+  // cut short leaves the old one, and the next start fills every row again.
+  constexpr int kBatch = 2000;
+  const SlotFiller filler(res);
+  SlotText text;
+  SQLite::Statement first(db_, "SELECT rid, id, body FROM record WHERE resource = ?1 ORDER BY id LIMIT ?2");
+  SQLite::Statement next(
+      db_, "SELECT rid, id, body FROM record WHERE resource = ?1 AND id > ?2 ORDER BY id LIMIT ?3");
+  SQLite::Statement up(
+      db_,
+      "UPDATE record SET k1 = ?8, k2 = ?9, k3 = ?10, k4 = ?11, k5 = ?12, k6 = ?13, k7 = ?14, "
+      "k8 = ?15 WHERE rid = ?1");
+  struct Stored {
+    std::int64_t rid;
+    std::string body;
+  };
+  std::vector<Stored> batch;
+  std::optional<RecordId> last;
+  std::int64_t filled = 0;
+  for (;;) {
+    batch.clear();
+    {
+      Reset q(last ? next : first);
+      q->bind(1, res.name);
+      if (last) bind_id(*q, 2, *last);
+      q->bind(last ? 3 : 2, kBatch);
+      while (q->executeStep()) {
+        batch.push_back({q->getColumn(0).getInt64(), q->getColumn(2).getString()});
+        last = column_id(q->getColumn(1));
+      }
+    }
+    if (batch.empty()) break;
+    SQLite::Transaction tx(db_);
+    for (const auto& row : batch) {
+      const Json body = Json::parse(row.body, nullptr, /*allow_exceptions=*/false);
+      Reset w(up);
+      w->bind(1, row.rid);
+      filler.bind(*w, kFirstSlotParam, body, text);  // a body that does not parse (none should): NULL slots
+      w->exec();
+    }
+    tx.commit();
+    filled += static_cast<std::int64_t>(batch.size());
+    if (batch.size() < static_cast<std::size_t>(kBatch) || !last) break;
+  }
+
+  SQLite::Transaction tx(db_);
+  {
+    SQLite::Statement del(db_, "DELETE FROM key_slot WHERE resource = ?1");
+    del.bind(1, res.name);
+    del.exec();
+    SQLite::Statement ins(db_, "INSERT INTO key_slot (resource, slot, key) VALUES (?1, ?2, ?3)");
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      Reset w(ins);
+      w->bind(1, res.name);
+      w->bind(2, static_cast<int>(i + 1));
+      w->bind(3, keys[i]);
+      w->exec();
+    }
+  }
+  tx.commit();
+  if (filled > 0) spdlog::info("replica: {}: key slots filled for {} rows", res.name, filled);
 }
 
 std::optional<Json> Replica::row(const schema::Resource& res, const RecordId& id) {

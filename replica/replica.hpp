@@ -76,8 +76,9 @@ class Replica {
  public:
   enum class Mode { ReadWrite, ReadOnly };
 
-  // Opens (creating and migrating when ReadWrite) the replica at `path`. Throws SchemaTooNew, or
-  // SQLite::Exception with SQLite's message.
+  // Opens (creating and migrating when ReadWrite) the replica at `path`. ReadWrite also refills the key slots
+  // of every resource whose indexed keys changed since they were filled (see ensure_indexes), which reads
+  // and rewrites that resource's rows once. Throws SchemaTooNew, or SQLite::Exception with SQLite's message.
   Replica(const std::string& path, const schema::Catalog& catalog, Mode mode);
   ~Replica();
 
@@ -116,8 +117,10 @@ class Replica {
   void store_list_headers(const schema::Resource& res, const Json& headers, std::int64_t now);
   std::optional<Json> list_headers(const schema::Resource& res);
 
-  // Indexes on the catalog's filterable and sortable keys (expression indexes on the JSON body), created once
-  // a resource's first pass is complete so the initial bulk load does not maintain them row by row.
+  // Makes the resource's key slots (record.k1..k8, see replica/key_slots.hpp) agree with the catalog: when
+  // the stored assignment differs, refills every row's slots from its body and stores the catalog's
+  // assignment. The ReadWrite constructor does this for every catalog resource, so afterwards it is a cheap
+  // check; the writer fills the slots of every row it writes.
   void ensure_indexes(const schema::Resource& res);
 
   // Reading
@@ -139,6 +142,7 @@ class Replica {
   // Inserts or replaces one row of `res` by its id (hash, parent id, nested parts due again when it changed).
   void write_row(const schema::Resource& res, const Json& row, std::int64_t now);
   void prepare_statements();
+  void drop_expression_indexes();
 
   const schema::Catalog& catalog_;
   SQLite::Database db_;

@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <set>
 
 #include "schema/embedded.hpp"
@@ -143,6 +144,25 @@ class ResourceReader {
   std::set<std::string> seen_;
 };
 
+// The replica indexes a resource's default sort, filterable and sortable keys through at most eight key slots
+// per row (record.k1..k8; replica/key_slots.hpp assigns them by the same rule): each key counts once, and
+// "id" (indexed by itself) and keys containing '"' or NUL (which list requests cannot name) need none.
+constexpr std::size_t kMaxIndexedKeys = 8;
+
+std::vector<std::string> indexed_keys(const Resource& res) {
+  std::vector<std::string> keys;
+  const auto add = [&](const std::string& key) {
+    if (key == "id" || key.find('"') != std::string::npos || key.find('\0') != std::string::npos) return;
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+  };
+  add(res.default_sort.key);
+  for (const auto& k : res.filterable)
+    add(k);
+  for (const auto& k : res.sortable)
+    add(k);
+  return keys;
+}
+
 }  // namespace
 
 std::string_view to_string(ConflictPolicy p) {
@@ -225,6 +245,15 @@ Catalog Catalog::parse(std::string_view text, std::string_view source) {
       fail(source, *t, "resource '" + res.name + "': delete_check \"filter-by-key\" needs a business_key");
     if (res.has_nested() && res.get_one == GetOneShape::None)
       fail(source, *t, "resource '" + res.name + "': 'nested' keys need a get_one shape");
+    if (const auto keys = indexed_keys(res); keys.size() > kMaxIndexedKeys) {
+      std::string named;
+      for (const auto& k : keys)
+        named += (named.empty() ? "'" : ", '") + k + "'";
+      fail(source, *t,
+           "resource '" + res.name + "' has " + std::to_string(keys.size()) +
+               " distinct default_sort, filterable and sortable keys (" + named +
+               "); the replica indexes at most " + std::to_string(kMaxIndexedKeys) + " keys per resource");
+    }
     if (catalog.by_name_.count(res.name)) fail(source, *t, "resource '" + res.name + "' is listed twice");
     catalog.by_name_.emplace(res.name, catalog.resources_.size());
     catalog.resources_.push_back(std::move(res));

@@ -350,7 +350,6 @@ void Puller::apply_page(Task& t, std::string body) {
           rep.store_list_headers(*res, *h, unix_now());
       }
       auto outcome = rep.apply_page(*res, cursor, *rows, unix_now());
-      if (outcome.pass_complete) rep.ensure_indexes(*res);
       inbox_.post([this, &t, outcome] {
         writer_done();
         if (stopping_) return;

@@ -154,6 +154,28 @@ TEST_CASE("rows kept as upstream sent them, custom columns and key order include
   CHECK(rep.row(items(), RecordId{std::int64_t{7}})->dump() == row.dump());
 }
 
+TEST_CASE("bodies are stored byte for byte as Json::dump writes them") {
+  TempDir dir;
+  Replica rep(dir.file("r.db"), schema::Catalog::builtin(), Replica::Mode::ReadWrite);
+  std::vector<Json> rows = {
+      Json::parse(R"({"id": 1, "s": "plain", "esc": "q\"b\\s/\b\f\n\r\t\u0001\u001f\u007f", "e": "",
+                      "i": -42, "u": 18446744073709551615, "f": [1.0, 0.1, -0.0, 1e300, 2.5e-8, 123456789.125],
+                      "t": true, "n": null, "o": {}, "a": [], "deep": {"x": [{"y": [null, false]}]}})"),
+      Json::parse(R"({"id": 2, "Item Description": "Caf\u00e9 \u2014 \ud83d\ude00", "k\u00e9y": 1})"),
+      Json::parse(
+          R"({"id": 3, "Item Number": "ITEM-3", "Item Description": "x", "big": -9223372036854775808})"),
+  };
+  Json page = Json::array();
+  for (const auto& r : rows)
+    page.push_back(r);
+  run_pass(rep, items(), {page}, 10);
+  SQLite::Statement q(rep.db(), "SELECT body FROM record WHERE resource = 'item-master' ORDER BY id");
+  for (const auto& r : rows) {
+    REQUIRE(q.executeStep());
+    CHECK(q.getColumn(0).getString() == r.dump());
+  }
+}
+
 TEST_CASE("a restart resumes the pass at the next page; a new page size starts over") {
   TempDir dir;
   const auto& res = items();
@@ -280,24 +302,46 @@ TEST_CASE("string ids (issue-tracker tickets) work end to end") {
   CHECK(c[0].body.at("Title") == "b");
 }
 
-TEST_CASE("indexes on filterable and sortable keys are created once") {
+TEST_CASE("written rows carry their indexed keys in the key slots; the planner uses the slot indexes") {
   TempDir dir;
   Replica rep(dir.file("r.db"), schema::Catalog::builtin(), Replica::Mode::ReadWrite);
-  rep.ensure_indexes(items());
-  rep.ensure_indexes(items());
-  const int n =
-      rep.db()
-          .execAndGet("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'rx_%'")
-          .getInt();
-  CHECK(n == 4);  // Item Number, Item Description, Item Type, Item Status
-  // The planner uses them for a filter on a key.
-  std::string plan;
+  Json a = item(1);
+  a["Item Type"] = "Component";
+  run_pass(rep, items(), {rows_of({a, item(2)})}, 10);
+  // item-master: Item Number (default sort), then Item Description, Item Type, Item Status (filterable).
   SQLite::Statement q(rep.db(),
-                      "EXPLAIN QUERY PLAN SELECT body FROM record WHERE resource = 'item-master' AND "
-                      "json_extract(body, '$.\"Item Type\"') = 'Component'");
-  while (q.executeStep())
-    plan += q.getColumn(3).getString() + "\n";
-  CHECK_THAT(plan, Catch::Matchers::Contains("USING INDEX rx_"));
+                      "SELECT k1, k2, k3, k4, k5 FROM record WHERE resource = 'item-master' ORDER BY id");
+  REQUIRE(q.executeStep());
+  CHECK(q.getColumn(0).getString() == "ITEM-1");
+  CHECK(q.getColumn(1).getString() == "widget");
+  CHECK(q.getColumn(2).getString() == "Component");
+  CHECK(q.getColumn(3).isNull());  // absent
+  CHECK(q.getColumn(4).isNull());  // unused slot
+  REQUIRE(q.executeStep());
+  CHECK(q.getColumn(2).isNull());
+  q.reset();
+
+  // A changed row gets its new values.
+  a["Item Type"] = "Assembly";
+  run_pass(rep, items(), {rows_of({a, item(2)})}, 10, 2000);
+  CHECK(rep.db().execAndGet("SELECT k3 FROM record WHERE resource = 'item-master' AND id = 1").getString() ==
+        "Assembly");
+
+  const int expression_indexes =
+      rep.db()
+          .execAndGet(
+              "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'rx\\_%' ESCAPE '\\'")
+          .getInt();
+  CHECK(expression_indexes == 0);
+  std::string plan;
+  SQLite::Statement p(
+      rep.db(),
+      "EXPLAIN QUERY PLAN SELECT body FROM record WHERE resource = 'item-master' AND k3 = 'Component' "
+      "ORDER BY id");
+  while (p.executeStep())
+    plan += p.getColumn(3).getString() + "\n";
+  CHECK_THAT(plan, Catch::Matchers::Contains("USING INDEX record_k3 (resource=? AND k3=?)"));
+  CHECK_THAT(plan, !Catch::Matchers::Contains("TEMP B-TREE"));
 }
 
 TEST_CASE("a replica written by schema version 1 is upgraded in place and keeps its data") {
@@ -336,6 +380,28 @@ TEST_CASE("a replica written by schema version 1 is upgraded in place and keeps 
   auto out = rep.apply_page(units, cursor, rows, 5000);
   CHECK(out.written == 0);
   CHECK(out.pass_complete);
+
+  // Version 1's expression indexes are gone, and the rows it wrote have their key slots filled:
+  // warehouse-master keeps Warehouse Number in k1, Warehouse Name in k2, Warehouse Status in k3.
+  CHECK(rep.db()
+            .execAndGet(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'rx\\_%' ESCAPE '\\'")
+            .getInt() == 0);
+  CHECK(rep.db()
+            .execAndGet("SELECT COUNT(*) FROM record WHERE resource = 'warehouse-master' AND "
+                        "k1 IS json_extract(body, '$.\"Warehouse Number\"') AND "
+                        "k2 IS json_extract(body, '$.\"Warehouse Name\"') AND "
+                        "k3 IS json_extract(body, '$.\"Warehouse Status\"') AND k1 IS NOT NULL")
+            .getInt() == 10);
+  CHECK(rep.db()
+            .execAndGet("SELECT COUNT(*) FROM record WHERE resource = 'unit-master' AND "
+                        "k1 = json_extract(body, '$.\"Unit Code\"')")
+            .getInt() == 8);
+  CHECK(rep.db().execAndGet("SELECT COUNT(*) FROM record WHERE k1 IS NULL").getInt() == 0);
+  CHECK(rep.db()
+            .execAndGet("SELECT group_concat(key, '|') FROM (SELECT key FROM key_slot "
+                        "WHERE resource = 'warehouse-master' ORDER BY slot)")
+            .getString() == "Warehouse Number|Warehouse Name|Warehouse Status");
 }
 
 TEST_CASE("list headers are kept per resource and rewritten only when they change") {

@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "daemon/item_views.hpp"
 #include "daemon/status_report.hpp"
 #include "daemon/xlsx_export.hpp"
 #include "replica/list_query.hpp"
@@ -212,6 +213,14 @@ struct LoopbackApi::Impl {
           501, "This change is not available through knosc-syncd; make it in Knosc directly",
           "Sync.WritesUnavailable"));
     }
+    // Knosc's read-only helpers and analytics, computed from the replica (daemon/item_views.hpp).
+    if (m == "GET") {
+      std::vector<std::string> rest(seg.begin() + 1, seg.end());
+      return read(std::move(respond),
+                  [sess = session, rest = std::move(rest), q = req.query_params()](replica::Replica& rep) {
+                    return item_view(rep, sess, rest, q).value_or(route_not_found());
+                  });
+    }
     respond(route_not_found());
   }
 
@@ -390,7 +399,38 @@ struct LoopbackApi::Impl {
     if (!id) return (*finish)();
     const auto rid = parse_id(*res, *id);
     if (!rid) return (*finish)();
-    if (method == "DELETE" && (res->get_one == schema::GetOneShape::None || !res->parent.empty()))
+    if (method == "DELETE" && !res->parent.empty()) {
+      // A line's deletion changes its header (totals; the last line takes the header with it): remove the
+      // line, then fetch the header again.
+      const auto* parent = d.catalog->find(res->parent);
+      auto parent_id = std::make_shared<std::optional<replica::RecordId>>();
+      d.writer->post([this, res, rid = *rid, parent, parent_id, finish](replica::Replica& rep) {
+        try {
+          SQLite::Statement q(rep.db(), "SELECT parent_id FROM record WHERE resource = ?1 AND id = ?2");
+          q.bind(1, res->name);
+          if (const auto* i = std::get_if<std::int64_t>(&rid)) {
+            q.bind(2, *i);
+          } else {
+            q.bind(2, std::get<std::string>(rid));
+          }
+          if (q.executeStep()) {
+            const auto& c = q.getColumn(0);
+            if (c.isInteger()) *parent_id = replica::RecordId{static_cast<std::int64_t>(c.getInt64())};
+            if (c.isText()) *parent_id = replica::RecordId{c.getString()};
+          }
+          q.reset();
+          rep.remove_record(*res, rid);
+        } catch (const std::exception& e) {
+          spdlog::warn("loopback: removing a deleted line failed: {}", e.what());
+        }
+        d.inbox->post([this, parent, parent_id, finish] {
+          if (!parent || !*parent_id) return (*finish)();
+          refresh_record(parent, replica::to_string(**parent_id), "PUT", [finish] { (*finish)(); });
+        });
+      });
+      return;
+    }
+    if (method == "DELETE" && res->get_one == schema::GetOneShape::None)
       return store([res, rid = *rid](replica::Replica& rep) { rep.remove_record(*res, rid); });
     if (!res->parent.empty()) return (*finish)();
     if (res->get_one == schema::GetOneShape::None) {

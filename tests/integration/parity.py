@@ -2,11 +2,11 @@
 
 The reference is a knosc-sim (a faithful Knosc upstream). KNOSC_PARITY_TARGET selects the other side:
 
-- "sim" (default): a second knosc-sim with the same seed and scale. Two identical upstreams must agree, so
-  the suite runs and passes without the daemon, and any non-determinism of the simulator shows up here.
-- "daemon": knosc-syncd's loopback API. The daemon mirrors a twin of the reference (a knosc-sim with the
+- "daemon" (default): knosc-syncd's loopback API. The daemon mirrors a twin of the reference (a knosc-sim with the
   same seed and scale), so that every write can be applied once to each side and the two tenants stay
   equal; its base URL is read from `knosc-syncd status --json` (see daemon_loopback_base).
+- "sim": a second knosc-sim with the same seed and scale. Two identical upstreams must agree, so any
+  non-determinism of the simulator shows up here.
 
 Compared for every request: the status code, the Content-Type family, whether a Date header is present
 and the JSON body, structurally. Differences that are not differences are configured per request
@@ -272,7 +272,7 @@ def daemon_loopback_base(daemon: Daemon) -> str:
 
 def start_pair() -> Pair:
     """Starts the reference and the target selected by KNOSC_PARITY_TARGET ("sim" or "daemon")."""
-    mode = os.environ.get("KNOSC_PARITY_TARGET", "sim").strip().lower() or "sim"
+    mode = os.environ.get("KNOSC_PARITY_TARGET", "daemon").strip().lower() or "daemon"
     if mode not in ("sim", "daemon"):
         pytest.fail("KNOSC_PARITY_TARGET must be 'sim' or 'daemon', not %r" % mode, pytrace=False)
     processes: list = []

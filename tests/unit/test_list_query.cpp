@@ -439,11 +439,11 @@ TEST_CASE("list query: inactive warehouses are hidden unless the request names W
     CHECK(f.ids({}) == Ids{5, 6, 1, 2, 8, 3, 4, 7});
   }
   SECTION("lists that are not warehouse scoped are not affected") {
-    const auto& fc = resource("forecast");
-    load(f.rep, fc,
-         {Json{{"id", 1}, {"Forecast List Number", "F-1"}, {"Warehouse Number", "WH-03"}},
-          Json{{"id", 2}, {"Forecast List Number", "F-2"}, {"Warehouse Number", "WH-01"}}});
-    CHECK(f.ids(fc, {}) == Ids{1, 2});
+    const auto& asn = resource("asn");
+    load(f.rep, asn,
+         {Json{{"id", 1}, {"ASN Number", "ASN-1"}, {"Warehouse Number", "WH-03"}},
+          Json{{"id", 2}, {"ASN Number", "ASN-2"}, {"Warehouse Number", "WH-01"}}});
+    CHECK(f.ids(asn, {}) == Ids{1, 2});
   }
 }
 

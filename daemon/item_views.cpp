@@ -1377,7 +1377,11 @@ HttpResponse order_item_view(replica::Replica& rep, const LocalSession& session,
   View v(rep, session);
   auto found = item_and_warehouse(v, item_id, warehouse_id);
   if (auto* r = std::get_if<HttpResponse>(&found)) return std::move(*r);
-  const auto& [item, warehouse] = std::get<ItemAndWarehouse>(found);
+  // Plain references rather than a structured binding: lambdas below capture them, which clang 14 refuses for
+  // structured bindings.
+  const auto& item_and_wh = std::get<ItemAndWarehouse>(found);
+  const auto& item = item_and_wh.item;
+  const auto& warehouse = item_and_wh.warehouse;
 
   std::vector<OJson> rows = spec.lines_resource ? rows_of_item(v, spec.lines_resource, item)
                                                 : nested_lines_of_item(v, spec.header_resource, item);
@@ -1410,7 +1414,11 @@ HttpResponse inventory_item_view(replica::Replica& rep, const LocalSession& sess
   View v(rep, session);
   auto found = item_and_warehouse(v, item_id, warehouse_id);
   if (auto* r = std::get_if<HttpResponse>(&found)) return std::move(*r);
-  const auto& [item, warehouse] = std::get<ItemAndWarehouse>(found);
+  // Plain references rather than a structured binding: lambdas below capture them, which clang 14 refuses for
+  // structured bindings.
+  const auto& item_and_wh = std::get<ItemAndWarehouse>(found);
+  const auto& item = item_and_wh.item;
+  const auto& warehouse = item_and_wh.warehouse;
   const RowFilter visible = v.filter(nullptr);
 
   // One row per warehouse number, in the order the warehouses first appear (stock first, then orders).
@@ -1496,7 +1504,11 @@ HttpResponse sales_prioritized_view(replica::Replica& rep, const LocalSession& s
   View v(rep, session);
   auto found = item_and_warehouse(v, item_id, warehouse_id);
   if (auto* r = std::get_if<HttpResponse>(&found)) return std::move(*r);
-  const auto& [item, warehouse] = std::get<ItemAndWarehouse>(found);
+  // Plain references rather than a structured binding: lambdas below capture them, which clang 14 refuses for
+  // structured bindings.
+  const auto& item_and_wh = std::get<ItemAndWarehouse>(found);
+  const auto& item = item_and_wh.item;
+  const auto& warehouse = item_and_wh.warehouse;
   const RowFilter visible = v.filter(nullptr);
   auto rows_of = [&](std::vector<OJson> rows) {
     keep_warehouse(rows, warehouse);

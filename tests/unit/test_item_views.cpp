@@ -5,6 +5,7 @@
 
 #include "daemon/item_views.hpp"
 #include "replica/replica.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 using namespace knosc;
 using namespace knosc::daemon;
@@ -17,17 +18,7 @@ namespace {
 using Query = std::map<std::string, std::string>;
 
 // A fresh directory per test, removed afterwards.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::random_device rd;
-    path = std::filesystem::temp_directory_path() /
-           ("knosc-item-views-test-" + std::to_string(rd()) + std::to_string(rd()));
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using knosc::test::TempDir;
 
 ComputedParams params(const Query& q, const std::string& sort = "id", bool whole = false) {
   auto p = parse_computed_params(q, sort, false, whole);

@@ -7,6 +7,7 @@
 #include "replica/key_slots.hpp"
 #include "replica/list_query.hpp"
 #include "replica/replica.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 using namespace knosc;
 using replica::Json;
@@ -16,17 +17,7 @@ using Keys = std::vector<std::string>;
 namespace {
 
 // A fresh directory per test, removed afterwards.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::random_device rd;
-    path = std::filesystem::temp_directory_path() /
-           ("knosc-slots-test-" + std::to_string(rd()) + std::to_string(rd()));
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using knosc::test::TempDir;
 
 // A one-resource catalog ("thing") with the given sort, filterable and sortable keys (TOML arrays).
 schema::Catalog catalog_with(const std::string& default_sort, const std::string& filterable,

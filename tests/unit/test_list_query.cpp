@@ -10,6 +10,7 @@
 #include "replica/key_slots.hpp"
 #include "replica/list_query.hpp"
 #include "replica/replica.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 using namespace knosc;
 using replica::Json;
@@ -20,17 +21,7 @@ namespace {
 using Query = std::map<std::string, std::string>;
 
 // A fresh directory per test, removed afterwards.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::random_device rd;
-    path = std::filesystem::temp_directory_path() /
-           ("knosc-list-test-" + std::to_string(rd()) + std::to_string(rd()));
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using knosc::test::TempDir;
 
 const schema::Resource& resource(const char* name) {
   return schema::Catalog::builtin().at(name);

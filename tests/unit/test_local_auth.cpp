@@ -23,6 +23,7 @@
 #include "replica/writer.hpp"
 #include "schema/catalog.hpp"
 #include "sync/loop_inbox.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 namespace {
 
@@ -510,18 +511,7 @@ struct LogCapture {
   ~LogCapture() { spdlog::set_default_logger(previous); }
 };
 
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::random_device rd;
-    path = std::filesystem::temp_directory_path() /
-           ("knosc-auth-test-" + std::to_string(rd()) + std::to_string(rd()));
-    std::filesystem::create_directories(path);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
+using knosc::test::TempDir;
 
 struct TestLoop {
   uv_loop_t loop{};

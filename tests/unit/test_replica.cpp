@@ -7,6 +7,7 @@
 #include "replica/content_hash.hpp"
 #include "replica/migrations.hpp"
 #include "replica/replica.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 using namespace knosc;
 using replica::Json;
@@ -16,17 +17,7 @@ using replica::Replica;
 namespace {
 
 // A fresh directory per test, removed afterwards.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::random_device rd;
-    path = std::filesystem::temp_directory_path() /
-           ("knosc-test-" + std::to_string(rd()) + std::to_string(rd()));
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using knosc::test::TempDir;
 
 Json item(std::int64_t id, const std::string& desc = "widget") {
   Json j;

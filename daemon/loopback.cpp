@@ -15,6 +15,7 @@
 #include "daemon/status_report.hpp"
 #include "daemon/xlsx_export.hpp"
 #include "replica/list_query.hpp"
+#include "replica/record_view.hpp"
 #include "sync/retry_policy.hpp"
 
 namespace knosc::daemon {
@@ -260,7 +261,7 @@ struct LoopbackApi::Impl {
             [this, shared_respond, s, catalog, res, rid = *rid, req_copy, seg](replica::Replica& rep) {
               bool visible = true;
               try {
-                auto rec = compose_record(rep, *catalog, *res, rid);
+                auto rec = replica::compose_record(rep, *res, rid);
                 visible = !rec || granular_allows(s, *rec);
               } catch (const std::exception&) {
               }
@@ -598,7 +599,7 @@ struct LoopbackApi::Impl {
     const LocalSession s = session;
     const auto online = d.online ? d.online() : std::nullopt;
     read(std::move(respond), [r, catalog, s, id = *id, missing, online](replica::Replica& rep) {
-      auto record = compose_record(rep, *catalog, *r, id);
+      auto record = replica::compose_record(rep, *r, id);
       if (!record || !granular_allows(s, *record)) return missing;
       OJson body;
       if (r->get_one == schema::GetOneShape::RowsObject) {
@@ -610,73 +611,6 @@ struct LoopbackApi::Impl {
       add_freshness(out, last_complete_pass(rep, r->name), online);
       return out;
     });
-  }
-
-  // The record as Knosc's get-one shows it: the list row, then the parts only get-one carries (nested parts
-  // fetched per record, lines from a flat line list, or lists derived from related master data).
-  static std::optional<OJson> compose_record(replica::Replica& rep, const schema::Catalog& catalog,
-                                             const schema::Resource& res, const replica::RecordId& id) {
-    SQLite::Statement q(rep.db(), "SELECT body, nested FROM record WHERE resource = ?1 AND id = ?2");
-    q.bind(1, res.name);
-    if (const auto* i = std::get_if<std::int64_t>(&id)) {
-      q.bind(2, *i);
-    } else {
-      q.bind(2, std::get<std::string>(id));
-    }
-    if (!q.executeStep()) return std::nullopt;
-    OJson rec = OJson::parse(q.getColumn(0).getString());
-    if (!q.getColumn(1).isNull()) {
-      OJson nested = OJson::parse(q.getColumn(1).getString());
-      for (auto& [k, v] : nested.items())
-        rec[k] = v;
-    }
-    if (!res.lines.empty()) {
-      const auto& lines = catalog.at(res.lines);
-      // "parent_id IS NOT NULL" lets SQLite use the partial (resource, parent_id) index; lines are put in id
-      // order here rather than by SQL, which would otherwise walk every line of the resource in id order.
-      SQLite::Statement l(
-          rep.db(),
-          "SELECT id, body FROM record WHERE resource = ?1 AND parent_id = ?2 AND parent_id IS NOT NULL");
-      l.bind(1, lines.name);
-      if (const auto* i = std::get_if<std::int64_t>(&id)) {
-        l.bind(2, *i);
-      } else {
-        l.bind(2, std::get<std::string>(id));
-      }
-      std::vector<std::pair<std::int64_t, std::string>> found;
-      while (l.executeStep())
-        found.emplace_back(l.getColumn(0).getInt64(), l.getColumn(1).getString());
-      std::sort(found.begin(), found.end());
-      OJson details = OJson::array();
-      for (const auto& [line_id, text] : found)
-        details.push_back(OJson::parse(text));
-      rec["details"] = std::move(details);
-    }
-    for (const auto& derived : res.derived) {
-      SQLite::Statement l(
-          rep.db(),
-          "SELECT body FROM record WHERE resource = ?1 AND json_extract(body, ?2) = ?3 ORDER BY id");
-      l.bind(1, derived.from);
-      l.bind(2, "$.\"" + derived.match_key + "\"");
-      const auto& own = rec.contains(derived.own_key) ? rec[derived.own_key] : OJson();
-      if (own.is_number_integer()) {
-        l.bind(3, own.get<std::int64_t>());
-      } else if (own.is_string()) {
-        l.bind(3, own.get<std::string>());
-      } else {
-        l.bind(3);
-      }
-      OJson items = OJson::array();
-      while (l.executeStep()) {
-        OJson row = OJson::parse(l.getColumn(0).getString());
-        OJson item = OJson::object();
-        for (const auto& f : derived.fields)
-          item[f] = row.contains(f) ? row[f] : OJson();
-        items.push_back(std::move(item));
-      }
-      rec[derived.key] = std::move(items);
-    }
-    return rec;
   }
 
   // The daemon's own routes

@@ -350,7 +350,7 @@ TEST_CASE("a replica written by schema version 1 is upgraded in place and keeps 
   CHECK(rep.count(catalog.at("warehouse-master")) == 10);
   CHECK(rep.count(catalog.at("bill-of-materials")) == 20);
   for (const char* table :
-       {"list_meta", "local_record", "outbox", "local_user", "local_session", "job", "conflict"})
+       {"list_meta", "pending_record", "outbox", "local_user", "local_session", "job", "conflict"})
     CHECK(rep.db().tableExists(table));
   const auto st = rep.status();
   bool found = false;

@@ -1,0 +1,75 @@
+#pragma once
+// Local edits: what a write through the loopback does to the records it names, decided from the replica
+// alone, with the validation Knosc does wherever the replica can check it (required keys, value types,
+// referenced business numbers exist, business keys unique, the purchase-order rules, records still in use)
+// and Knosc's own error bodies. The write rules of each resource are data in schema/catalog.toml.
+//
+// Pure with respect to storage: the replica is read through RecordLookup and local ids come from the
+// caller, so the planner is table-tested without SQLite and the daemon applies a plan (replica change and
+// outbox entry) in one transaction on the writer thread.
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "replica/record_id.hpp"
+#include "replica/replica.hpp"
+#include "schema/catalog.hpp"
+
+namespace knosc::replica {
+
+// Knosc's error for a refused write: {"Message": message, "Code": code} with this status.
+struct EditError {
+  int status = 400;
+  std::string message;
+  std::string code;
+};
+
+// What the planner reads. The replica implements it (ReplicaLookup in record_lookup.hpp); tests use maps.
+class RecordLookup {
+ public:
+  virtual ~RecordLookup() = default;
+  // The record as get-one shows it (compose_record), or nullopt when there is none.
+  virtual std::optional<Json> get(const schema::Resource& res, const RecordId& id) = 0;
+  // List rows of `res` whose `key` equals `value` exactly, in id order, at most `limit`.
+  virtual std::vector<Json> find(const schema::Resource& res, const std::string& key, const Json& value,
+                                 std::size_t limit) = 0;
+};
+
+// Hands out the id of a record created locally: a negative integer (-1, -2, ...) for integer ids, so tools
+// keep their id type; for string ids (tickets) a string no Knosc id can take.
+using LocalIdAllocator = std::function<RecordId(const schema::Resource&)>;
+
+// One record the edit changes, as get-one will show it afterwards.
+struct RecordAfter {
+  const schema::Resource* res = nullptr;
+  RecordId id;
+  std::optional<Json> record;  // nullopt: the edit deletes it
+};
+
+struct EditPlan {
+  std::string op;                     // outbox op: create, update, delete, note-create, line-move, ...
+  const schema::Resource* res = nullptr;  // the resource whose record the route names
+  RecordId id;                        // that record (its new local id for creates)
+  std::vector<RecordAfter> records;   // every record the edit changes, the named one first
+  Json response;                      // Knosc's success body for the tool (with local ids)
+};
+
+struct EditRequest {
+  std::string method;             // POST, PUT, PATCH, DELETE
+  std::vector<std::string> path;  // the segments after /api, e.g. {"purchase-order", "42"}
+  const Json* body = nullptr;     // the parsed JSON body; nullptr when the request had none
+  std::string now_iso;            // the time of the edit, for keys Knosc stamps (ticket Created At, ...)
+  std::string user_email;         // the local user, for keys Knosc fills from the caller (note Author Email)
+};
+
+// Decides what a write does, or why Knosc would refuse it. Never throws for bad input; throws only when the
+// lookup itself fails.
+std::variant<EditPlan, EditError> plan_edit(const schema::Catalog& catalog, RecordLookup& lookup,
+                                            const EditRequest& request, const LocalIdAllocator& next_id);
+
+}  // namespace knosc::replica

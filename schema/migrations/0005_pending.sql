@@ -1,0 +1,24 @@
+-- 5: records with queued local edits. While edits of a record wait in the outbox, `record` holds the local
+-- version (what the loopback serves, so lists, filters and indexes show it with no extra work) and this
+-- table holds upstream's latest version as pull passes list it. Passes write here instead of `record` for
+-- these rows, so they never overwrite a local edit, and never take a local create (negative id, not yet
+-- upstream) for a deletion. The row goes when the record's last queued edit has landed or been dropped.
+DROP TABLE local_record;
+CREATE TABLE pending_record (
+  resource      TEXT NOT NULL,
+  id            NOT NULL,
+  upstream_body TEXT,              -- upstream's version as last listed; NULL: never seen upstream
+  upstream_hash INTEGER,
+  seen_at       INTEGER,           -- when a pass last listed it
+  since         INTEGER NOT NULL,  -- when the first queued edit was made
+  PRIMARY KEY (resource, id)
+) WITHOUT ROWID;
+
+-- Local ids an entry names besides its own record (a PO create naming a supplier created locally): the
+-- pusher sends it only after those creates have landed, and rewrites the ids in its request then.
+ALTER TABLE outbox ADD COLUMN refs TEXT;
+-- The conflict a parked entry waits on.
+ALTER TABLE outbox ADD COLUMN conflict_id INTEGER;
+-- How the conflict was settled, and by whom.
+ALTER TABLE conflict ADD COLUMN resolved_by TEXT;
+ALTER TABLE conflict ADD COLUMN kind TEXT NOT NULL DEFAULT 'fields';  -- fields, deleted-upstream, ...

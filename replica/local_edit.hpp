@@ -43,6 +43,8 @@ class RecordLookup {
 // Hands out the id of a record created locally: a negative integer (-1, -2, ...) for integer ids, so tools
 // keep their id type; for string ids (tickets) a string no Knosc id can take.
 using LocalIdAllocator = std::function<RecordId(const schema::Resource&)>;
+// Local string ids are this prefix and a number ("local-7"); Knosc's ticket ids look like "TKT-001".
+inline constexpr const char* kLocalStringIdPrefix = "local-";
 
 // One record the edit changes, as get-one will show it afterwards.
 struct RecordAfter {
@@ -52,11 +54,11 @@ struct RecordAfter {
 };
 
 struct EditPlan {
-  std::string op;                     // outbox op: create, update, delete, note-create, line-move, ...
+  std::string op;                         // outbox op: create, update, delete, note-create, line-move, ...
   const schema::Resource* res = nullptr;  // the resource whose record the route names
-  RecordId id;                        // that record (its new local id for creates)
-  std::vector<RecordAfter> records;   // every record the edit changes, the named one first
-  Json response;                      // Knosc's success body for the tool (with local ids)
+  RecordId id;                            // that record (its new local id for creates)
+  std::vector<RecordAfter> records;       // every record the edit changes, the named one first
+  Json response;                          // Knosc's success body for the tool (with local ids)
 };
 
 struct EditRequest {

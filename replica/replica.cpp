@@ -323,6 +323,8 @@ struct Replica::Statements {
   SQLite::Statement select_nested_hash;
   SQLite::Statement update_nested;
   SQLite::Statement touch_nested;
+  SQLite::Statement pending_ids;
+  SQLite::Statement update_pending_upstream;
   RowText row_text;
   SlotText slot_text;
 
@@ -357,7 +359,12 @@ struct Replica::Statements {
         update_nested(db,
                       "UPDATE record SET nested = ?3, nested_hash = ?4, nested_at = ?5, updated_at = ?5 "
                       "WHERE resource = ?1 AND id = ?2"),
-        touch_nested(db, "UPDATE record SET nested_at = ?3 WHERE resource = ?1 AND id = ?2") {}
+        touch_nested(db, "UPDATE record SET nested_at = ?3 WHERE resource = ?1 AND id = ?2"),
+        pending_ids(db, "SELECT id FROM pending_record WHERE resource = ?1"),
+        update_pending_upstream(
+            db,
+            "UPDATE pending_record SET upstream_body = ?3, upstream_hash = ?4, seen_at = ?5 "
+            "WHERE resource = ?1 AND id = ?2") {}
 };
 
 Replica::Replica(const std::string& path, const schema::Catalog& catalog, Mode mode)
@@ -537,11 +544,39 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
     return out.pass_complete || !id_less(*max_id, id);
   };
 
+  // Records with queued local edits: `record` holds the local version, so upstream's goes to pending_record,
+  // and a pending row the page did not list (a local create, not yet upstream) is no deletion candidate.
+  // Usually there are none, and the lookup is one probe of an empty index range.
+  std::vector<RecordId> pending;
+  {
+    Reset q(st_->pending_ids);
+    q->bind(1, res.name);
+    while (q->executeStep())
+      if (auto id = column_id(q->getColumn(0))) pending.push_back(std::move(*id));
+    std::sort(pending.begin(), pending.end(), id_less);
+  }
+  const auto is_pending = [&](const RecordId& id) {
+    return !pending.empty() && std::binary_search(pending.begin(), pending.end(), id, id_less);
+  };
+
   const SlotFiller slots(res);
   st_->insert_rows.begin(res.name, slots, now);
   for (const auto& [row_ptr, id] : listed) {
     const Json& row = *row_ptr;
     const auto hash = static_cast<std::int64_t>(content_hash(row));
+    if (is_pending(id)) {
+      auto it = std::lower_bound(stored.begin(), stored.end(), id,
+                                 [](const StoredRow& r, const RecordId& i) { return id_less(r.id, i); });
+      if (it != stored.end() && it->id == id) it->listed = true;
+      Reset up(st_->update_pending_upstream);
+      up->bind(1, res.name);
+      bind_id(*up, 2, id);
+      up->bindNoCopy(3, st_->row_text.of(row));
+      up->bind(4, hash);
+      up->bind(5, now);
+      up->exec();
+      continue;
+    }
     bool exists = false;
     std::int64_t old_hash = 0;
     auto it = std::lower_bound(stored.begin(), stored.end(), id,
@@ -586,7 +621,7 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
   st_->insert_rows.flush();
 
   for (const auto& r : stored) {
-    if (r.listed) continue;
+    if (r.listed || is_pending(r.id)) continue;
     Reset ins(st_->insert_candidate);
     ins->bind(1, res.name);
     bind_id(*ins, 2, r.id);
@@ -669,6 +704,9 @@ void Replica::resolve_candidate(const schema::Resource& res, const RecordId& id,
   del.bind(1, res.name);
   bind_id(del, 2, id);
   del.exec();
+  // A record that became pending since it was missed keeps its local version: the push finds out that
+  // upstream deleted it and treats that as an edit-versus-delete.
+  if (deleted && is_pending(res, id)) deleted = false;
   if (deleted) {
     SQLite::Statement rm(db_, "DELETE FROM record WHERE resource = ?1 AND id = ?2");
     rm.bind(1, res.name);
@@ -695,6 +733,9 @@ std::vector<RecordId> Replica::nested_due(const schema::Resource& res, std::int6
   SQLite::Statement q(db_,
                       "SELECT id FROM record INDEXED BY record_nested_due "
                       "WHERE resource = ?1 AND (nested_at IS NULL OR nested_at < ?2) "
+                      // Pending records hold local nested parts; the push fetches upstream's afterwards.
+                      "AND NOT EXISTS (SELECT 1 FROM pending_record p WHERE p.resource = record.resource "
+                      "AND p.id = record.id) "
                       "ORDER BY nested_at, rid LIMIT ?3");
   q.bind(1, res.name);
   q.bind(2, fetched_before);
@@ -706,6 +747,7 @@ std::vector<RecordId> Replica::nested_due(const schema::Resource& res, std::int6
 
 bool Replica::store_nested(const schema::Resource& res, const RecordId& id, const Json& record,
                            std::int64_t now) {
+  if (is_pending(res, id)) return false;  // fetched before the local edit; the local parts stand
   Json nested = Json::object();
   for (const auto& key : res.nested) {
     auto it = record.find(key);
@@ -914,6 +956,20 @@ void Replica::set_state(const std::string& key, const std::string& value) {
   up.bind(1, key);
   up.bind(2, value);
   up.exec();
+}
+
+bool Replica::is_pending(const schema::Resource& res, const RecordId& id) {
+  SQLite::Statement q(db_, "SELECT 1 FROM pending_record WHERE resource = ?1 AND id = ?2");
+  q.bind(1, res.name);
+  bind_id(q, 2, id);
+  return q.executeStep();
+}
+
+void Replica::clear_pending(const schema::Resource& res, const RecordId& id) {
+  SQLite::Statement rm(db_, "DELETE FROM pending_record WHERE resource = ?1 AND id = ?2");
+  rm.bind(1, res.name);
+  bind_id(rm, 2, id);
+  rm.exec();
 }
 
 std::optional<std::string> Replica::state(const std::string& key) {

@@ -126,6 +126,8 @@ class Replica {
   // Reading
   // --------------------------------------------------------------------------------------------------
   std::optional<Json> row(const schema::Resource& res, const RecordId& id);
+  // True while the record has local edits waiting in the outbox (see pending_record in schema 5).
+  bool is_pending(const schema::Resource& res, const RecordId& id);
   std::int64_t count(const schema::Resource& res);
   ReplicaStatus status();
 
@@ -135,6 +137,16 @@ class Replica {
   // A record as get-one returned it after a change forwarded to Knosc: stored as a pass would store it (list
   // row, nested parts, flat lines replaced), in one transaction.
   void store_fetched_record(const schema::Resource& res, const Json& record, std::int64_t now);
+  // A local edit's version of a record (nullopt: deleted locally), in the caller's transaction. The record
+  // becomes pending: upstream's version, when the replica has one and the record was not pending already, is
+  // set aside in pending_record, where passes keep it current. A header with a flat line list and a
+  // "details" array gets its line rows made to match.
+  void store_local_version(const schema::Resource& res, const RecordId& id, const std::optional<Json>& record,
+                           std::int64_t now);
+  // Ends the pending state of a record (its queued edits landed or were dropped), in the caller's
+  // transaction.
+  void clear_pending(const schema::Resource& res, const RecordId& id);
+
   // Removes a record Knosc no longer has (and, for headers with a flat line list, its lines).
   void remove_record(const schema::Resource& res, const RecordId& id);
 

@@ -14,9 +14,18 @@ CREATE TABLE pending_record (
   PRIMARY KEY (resource, id)
 ) WITHOUT ROWID;
 
--- Local ids an entry names besides its own record (a PO create naming a supplier created locally): the
--- pusher sends it only after those creates have landed, and rewrites the ids in its request then.
+-- JSON array of the local ids of records created locally that the entry names besides its own (a PO naming a
+-- supplier created locally): the pusher sends it only after those creates have landed.
 ALTER TABLE outbox ADD COLUMN refs TEXT;
+-- Every record an entry changed locally (its own, a header's lines, cascades): a record stays pending while
+-- any open entry touches it.
+CREATE TABLE outbox_touch (
+  resource TEXT NOT NULL,
+  id       NOT NULL,
+  seq      INTEGER NOT NULL,
+  PRIMARY KEY (resource, id, seq)
+) WITHOUT ROWID;
+CREATE INDEX outbox_touch_seq ON outbox_touch (seq);
 -- The conflict a parked entry waits on.
 ALTER TABLE outbox ADD COLUMN conflict_id INTEGER;
 -- How the conflict was settled, and by whom.

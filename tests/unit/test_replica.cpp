@@ -408,3 +408,55 @@ TEST_CASE("list headers are kept per resource and rewritten only when they chang
   rep.store_list_headers(items(), h, 30);
   CHECK(rep.list_headers(items()) == h);
 }
+
+TEST_CASE("a pass keeps local versions of pending records and sets upstream's aside") {
+  TempDir dir;
+  Replica rep(dir.file("replica.sqlite3"), schema::Catalog::builtin(), Replica::Mode::ReadWrite);
+  const auto& res = items();
+  run_pass(rep, res, {rows_of({item(1), item(2), item(3)})}, 10);
+
+  // Item 2 edited locally, item -1 created locally: both pending, as the outbox leaves them.
+  rep.db().exec(
+      "UPDATE record SET body = '{\"id\":2,\"Item Number\":\"ITEM-2\",\"Item Description\":\"local\"}' "
+      "WHERE resource = 'item-master' AND id = 2");
+  rep.db().exec(
+      "INSERT INTO record (resource, id, body, body_hash, updated_at) VALUES ('item-master', -1, "
+      "'{\"id\":-1,\"Item Number\":\"NEW-1\"}', 7, 1000)");
+  rep.db().exec(
+      "INSERT INTO pending_record (resource, id, since) VALUES ('item-master', 2, 1000), "
+      "('item-master', -1, 1000)");
+  CHECK(rep.is_pending(res, RecordId{std::int64_t{2}}));
+  CHECK_FALSE(rep.is_pending(res, RecordId{std::int64_t{1}}));
+
+  SECTION("on a single page") {
+    auto out = run_pass(rep, res, {rows_of({item(1), item(2, "upstream"), item(3)})}, 10, 2000);
+    CHECK(out.written == 0);
+    CHECK(out.missed == 0);
+  }
+  SECTION("across pages, the local create below every upstream id") {
+    auto out = run_pass(rep, res, {rows_of({item(1), item(2, "upstream")}), rows_of({item(3)})}, 2, 2000);
+    CHECK(out.missed == 0);
+  }
+  CHECK(candidate_ids(rep, res).empty());
+  CHECK(rep.row(res, RecordId{std::int64_t{2}})->at("Item Description") == "local");
+  CHECK(rep.row(res, RecordId{std::int64_t{-1}}).has_value());
+  SQLite::Statement q(rep.db(), "SELECT upstream_body, seen_at FROM pending_record WHERE id = 2");
+  REQUIRE(q.executeStep());
+  CHECK(Json::parse(q.getColumn(0).getString()).at("Item Description") == "upstream");
+  CHECK(q.getColumn(1).getInt64() == 2000);
+}
+
+TEST_CASE("a deletion check does not remove a record that became pending") {
+  TempDir dir;
+  Replica rep(dir.file("replica.sqlite3"), schema::Catalog::builtin(), Replica::Mode::ReadWrite);
+  const auto& res = items();
+  run_pass(rep, res, {rows_of({item(1), item(2)})}, 10);
+  run_pass(rep, res, {rows_of({item(1)})}, 10);
+  REQUIRE(candidate_ids(rep, res) == std::vector<std::int64_t>{2});
+  rep.db().exec("INSERT INTO pending_record (resource, id, since) VALUES ('item-master', 2, 1000)");
+  rep.resolve_candidate(res, RecordId{std::int64_t{2}}, true);
+  CHECK(rep.row(res, RecordId{std::int64_t{2}}).has_value());
+  CHECK(candidate_ids(rep, res).empty());
+  rep.clear_pending(res, RecordId{std::int64_t{2}});
+  CHECK_FALSE(rep.is_pending(res, RecordId{std::int64_t{2}}));
+}

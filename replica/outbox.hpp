@@ -1,0 +1,85 @@
+#pragma once
+// The outbox: local edits accepted by the loopback API and waiting to be pushed to Knosc, and the records
+// they changed. Every function here runs on the replica writer thread (the read-write Replica).
+//
+// A local edit is one transaction: validation against the replica (plan_edit), the local versions of every
+// record it changes (record), upstream's versions set aside (pending_record), the local ids it handed out
+// (local_id) and the outbox entry. The replica runs with synchronous=FULL, so when write_locally returns the
+// edit is on disk and the tool may be told it was accepted.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "replica/local_edit.hpp"
+#include "replica/replica.hpp"
+
+namespace knosc::replica {
+
+struct LocalWrite {
+  std::variant<EditPlan, EditError> outcome;
+  std::int64_t seq = 0;  // the outbox entry, when accepted
+};
+
+// Validates and applies a write made through the loopback while it cannot go to Knosc at once, and queues it.
+LocalWrite write_locally(Replica& rep, const EditRequest& request, const std::string& local_user,
+                         std::int64_t now);
+
+// The next local id of `res` (see LocalIdAllocator); part of the caller's transaction.
+RecordId allocate_local_id(Replica& rep, const schema::Resource& res);
+
+// Outbox entry states: queued (waiting or retrying), rejected (Knosc refused it for good; the local change
+// was reverted), conflict (waits for a person), done.
+struct OutboxEntry {
+  std::int64_t seq = 0;
+  std::string resource;
+  RecordId record_id;
+  std::string op, method, path;
+  std::optional<Json> request;
+  std::optional<Json> base;
+  std::string local_user;
+  std::int64_t created_at = 0;
+  std::string state;
+  int attempts = 0;
+  std::optional<std::int64_t> next_attempt_at;
+  std::optional<std::string> last_error;
+  std::vector<std::int64_t> needs;      // local ids of other records created locally that it names
+  std::optional<RecordId> upstream_id;  // a create's server id once known
+  std::optional<std::int64_t> conflict_id;
+};
+
+// Entries not done yet, in seq order (at most `limit`).
+std::vector<OutboxEntry> open_entries(Replica& rep, std::size_t limit);
+std::optional<OutboxEntry> outbox_entry(Replica& rep, std::int64_t seq);
+// Counts of entries by state.
+std::vector<std::pair<std::string, std::int64_t>> outbox_counts(Replica& rep);
+
+// A failed attempt that will be retried at `next_attempt_at`.
+void retry_entry(Replica& rep, std::int64_t seq, std::int64_t next_attempt_at, const std::string& error);
+// A create whose server id is now known: the local id becomes the server id in the replica (the record, its
+// lines' parent ids, the pending mark), in later entries (record ids, paths, needs) and in local_id, in one
+// transaction. A tool holding the local id still finds the record through local_id.
+void remap_local_id(Replica& rep, const schema::Resource& res, const RecordId& local_id,
+                    const RecordId& server_id);
+// The entry landed. When it was the last open entry of a record it touched, that record stops being pending;
+// its version in the replica is then replaced by the caller (store_fetched_record / remove_record).
+// Returns the records that stopped being pending.
+std::vector<std::pair<std::string, RecordId>> complete_entry(Replica& rep, std::int64_t seq,
+                                                             std::int64_t now);
+// Knosc refused the entry for good (or a person dropped it): it is parked with Knosc's error, and the records
+// it touched that have no other open entries stop being pending (the caller restores upstream's version).
+std::vector<std::pair<std::string, RecordId>> reject_entry(Replica& rep, std::int64_t seq,
+                                                           const std::string& error, std::int64_t now);
+// A person must decide: the entry waits on a new conflict row holding all three versions.
+std::int64_t park_conflict(Replica& rep, std::int64_t seq, const std::string& kind, const Json& base,
+                           const Json& local, const Json& remote, const Json& fields, std::int64_t now);
+
+// Upstream's version of a pending record as the last pass listed it (nullopt when never seen).
+std::optional<Json> pending_upstream(Replica& rep, const schema::Resource& res, const RecordId& id);
+// The server id a local id became, if it has landed.
+std::optional<RecordId> server_id_of(Replica& rep, const schema::Resource& res, std::int64_t local_id);
+
+}  // namespace knosc::replica

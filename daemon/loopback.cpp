@@ -15,7 +15,9 @@
 #include "daemon/status_report.hpp"
 #include "daemon/xlsx_export.hpp"
 #include "replica/list_query.hpp"
+#include "replica/outbox.hpp"
 #include "replica/record_view.hpp"
+#include "sync/pusher.hpp"
 #include "sync/retry_policy.hpp"
 
 namespace knosc::daemon {
@@ -100,6 +102,19 @@ std::optional<std::int64_t> last_complete_pass(replica::Replica& rep, const std:
   return q.getColumn(0).getInt64();
 }
 
+OJson push_json(const sync::PushStatus& p) {
+  OJson j;
+  j["queued"] = p.queued;
+  j["in_flight"] = p.in_flight;
+  j["conflicts"] = p.conflicts;
+  j["rejected"] = p.rejected;
+  j["landed_since_start"] = p.pushed;
+  j["last_progress_at"] = p.last_progress_at ? OJson(iso8601_utc(*p.last_progress_at)) : OJson();
+  j["stalled"] = p.stalled;
+  j["last_error"] = p.last_error.empty() ? OJson() : OJson(p.last_error);
+  return j;
+}
+
 }  // namespace
 
 struct LoopbackApi::Impl {
@@ -182,6 +197,8 @@ struct LoopbackApi::Impl {
       return respond(json_response(200, OJson{{"data", session.profile}}));
     if (seg.size() == 2 && seg[1] == "export-data" && m == "POST")
       return export_data(req, session, std::move(respond));
+    if (d.jobs && seg.size() >= 2 && seg[1] == "job") return d.jobs->handle(req, session, std::move(respond));
+    if (d.analytics && d.analytics->serves(req)) return d.analytics->handle(req, session, std::move(respond));
 
     const schema::Resource* res = seg.size() >= 2 ? d.catalog->find(seg[1]) : nullptr;
     if (res && res->mirror) {
@@ -231,13 +248,6 @@ struct LoopbackApi::Impl {
   // refused with 503 Sync.Offline until the offline outbox is available.
   void forward_write(const HttpRequest& req, const LocalSession& session, const schema::Resource* res,
                      const std::vector<std::string>& seg, Responder respond) {
-    if (!d.upstream || (d.online && d.online() == std::optional<bool>(false))) {
-      return respond(
-          HttpResponse::knosc_error(503,
-                                    "Knosc cannot be reached; changes made while it cannot be reached are "
-                                    "not accepted yet. Try again when the link is back.",
-                                    "Sync.Offline"));
-    }
     // A role's granular filters limit changes as they limit reads: a body naming a value outside them is
     // refused, and a record the role cannot see does not exist for it (checked below against the replica).
     if (!session.privileges.granular.empty() && !req.body.empty()) {
@@ -255,31 +265,91 @@ struct LoopbackApi::Impl {
       if (rid) {
         auto shared_respond = std::make_shared<Responder>(std::move(respond));
         const LocalSession s = session;
-        const auto* catalog = d.catalog;
         auto req_copy = std::make_shared<HttpRequest>(req);
-        d.readers->post(
-            [this, shared_respond, s, catalog, res, rid = *rid, req_copy, seg](replica::Replica& rep) {
-              bool visible = true;
-              try {
-                auto rec = replica::compose_record(rep, *res, rid);
-                visible = !rec || granular_allows(s, *rec);
-              } catch (const std::exception&) {
-              }
-              d.inbox->post([this, shared_respond, s, res, req_copy, seg, visible] {
-                if (!visible)
-                  return (*shared_respond)(
-                      HttpResponse::knosc_error(400, res->missing_message(seg[2]), res->not_found_code));
-                send_write(*req_copy, s, res, seg, std::move(*shared_respond));
-              });
-            });
+        d.readers->post([this, shared_respond, s, res, rid = *rid, req_copy, seg](replica::Replica& rep) {
+          bool visible = true;
+          try {
+            auto rec = replica::compose_record(rep, *res, rid);
+            visible = !rec || granular_allows(s, *rec);
+          } catch (const std::exception&) {
+          }
+          d.inbox->post([this, shared_respond, s, res, req_copy, seg, visible] {
+            if (!visible)
+              return (*shared_respond)(
+                  HttpResponse::knosc_error(400, res->missing_message(seg[2]), res->not_found_code));
+            send_write(*req_copy, s, res, seg, std::move(*shared_respond));
+          });
+        });
         return;
       }
     }
     send_write(req, session, res, seg, std::move(respond));
   }
 
+  // Whether a change goes to the outbox instead of straight to Knosc: while the link is down, and while
+  // earlier changes still wait there, so that a later change never overtakes an earlier one (a PO naming a
+  // supplier created offline, a second edit of the same record).
+  bool should_queue() const {
+    if (!d.upstream) return true;
+    if (d.online && d.online() == std::optional<bool>(false)) return true;
+    return d.outbox_busy && d.outbox_busy();
+  }
+
+  // A change accepted locally: validated against the replica as Knosc would, applied to it and queued, in
+  // one transaction that is on disk before the tool gets Knosc's success body. Headers say it is pending.
+  void queue_write(const HttpRequest& req, const LocalSession& session, const std::vector<std::string>& seg,
+                   Responder respond) {
+    auto body = std::make_shared<replica::Json>();
+    if (!req.body.empty() || req.method != "DELETE") {
+      *body = replica::Json::parse(req.body, nullptr, false);
+      if (body->is_discarded() || !body->is_object())
+        return respond(HttpResponse::knosc_error(400, "Bad Request Format", "JSON.Invalid"));
+    }
+    replica::EditRequest edit;
+    edit.method = req.method;
+    edit.path.assign(seg.begin() + 1, seg.end());
+    edit.now_iso = iso8601_utc(unix_now());
+    if (auto e = session.profile.find("User Email"); e != session.profile.end() && e->is_string())
+      edit.user_email = e->get<std::string>();
+    const bool has_body = !body->is_null();
+    auto shared = std::make_shared<Responder>(std::move(respond));
+    const std::string user = session.username;
+    d.writer->post(
+        [this, shared, edit = std::move(edit), body, has_body, user](replica::Replica& rep) mutable {
+          if (has_body) edit.body = body.get();
+          HttpResponse out;
+          std::int64_t seq = 0;
+          try {
+            auto w = replica::write_locally(rep, edit, user, unix_now());
+            if (const auto* err = std::get_if<replica::EditError>(&w.outcome)) {
+              out = HttpResponse::knosc_error(err->status, err->message, err->code);
+            } else {
+              const auto& plan = std::get<replica::EditPlan>(w.outcome);
+              seq = w.seq;
+              out = json_response(200, plan.response);
+              out.set_header("X-Knosc-Syncd-Pending", "true");
+              out.set_header("X-Knosc-Syncd-Outbox-Seq", std::to_string(seq));
+              out.set_header("X-Knosc-Syncd-Record-Id", replica::to_string(plan.id));
+              spdlog::info("loopback: {} /{} by {} queued as outbox entry {}", edit.method, edit.path.front(),
+                           user, seq);
+            }
+          } catch (const std::exception& e) {
+            // Nothing was stored (the transaction rolled back); the tool must not believe otherwise.
+            spdlog::error("loopback: storing a local change failed: {}", e.what());
+            out = HttpResponse::knosc_error(
+                503, std::string("The change could not be stored by knosc-syncd: ") + e.what(),
+                "Sync.StorageFailed");
+          }
+          d.inbox->post([this, shared, out = std::move(out), seq]() mutable {
+            (*shared)(std::move(out));
+            if (seq && d.outbox_queued) d.outbox_queued(seq);
+          });
+        });
+  }
+
   void send_write(const HttpRequest& req, const LocalSession& session, const schema::Resource* res,
                   const std::vector<std::string>& seg, Responder respond) {
+    if (should_queue()) return queue_write(req, session, seg, std::move(respond));
     const std::string path = req.target.substr(4);  // drop "/api"
     spdlog::info("loopback: {} {} by {} sent to Knosc", req.method, req.path, session.username);
     auto shared = std::make_shared<Responder>(std::move(respond));
@@ -595,11 +665,20 @@ struct LoopbackApi::Impl {
     auto id = parse_id(res, id_text);
     if (!id) return respond(missing);
     const auto* r = &res;
-    const auto* catalog = d.catalog;
     const LocalSession s = session;
     const auto online = d.online ? d.online() : std::nullopt;
-    read(std::move(respond), [r, catalog, s, id = *id, missing, online](replica::Replica& rep) {
+    read(std::move(respond), [r, s, id = *id, missing, online](replica::Replica& rep) {
+      auto shown = id;
       auto record = replica::compose_record(rep, *r, id);
+      if (!record) {
+        // A tool may still hold the local id of a record it created offline: after the push that id names
+        // the record under its Knosc id, which the answer carries (and a header repeats).
+        if (const auto* local = std::get_if<std::int64_t>(&id); local && *local < 0)
+          if (auto known = replica::server_id_of(rep, *r, *local)) {
+            shown = *known;
+            record = replica::compose_record(rep, *r, *known);
+          }
+      }
       if (!record || !granular_allows(s, *record)) return missing;
       OJson body;
       if (r->get_one == schema::GetOneShape::RowsObject) {
@@ -609,6 +688,8 @@ struct LoopbackApi::Impl {
       }
       auto out = json_response(200, body);
       add_freshness(out, last_complete_pass(rep, r->name), online);
+      if (!(shown == id)) out.set_header("X-Knosc-Syncd-Record-Id", replica::to_string(shown));
+      if (rep.is_pending(*r, shown)) out.set_header("X-Knosc-Syncd-Pending", "true");
       return out;
     });
   }
@@ -616,6 +697,7 @@ struct LoopbackApi::Impl {
   // The daemon's own routes
   // ------------------------------------------------------------------------------------
   void daemon_route(const HttpRequest& req, const std::vector<std::string>& seg, Responder respond) {
+    if (req.method == "POST" && seg.size() == 4) return settle_route(req, seg, std::move(respond));
     if (req.method != "GET" || seg.size() != 2) return respond(route_not_found());
     const std::string& what = seg[1];
     if (what == "health") return respond(json_response(200, OJson{{"status", "ok"}}));
@@ -645,10 +727,12 @@ struct LoopbackApi::Impl {
     if (what == "status") {
       const auto online = d.online ? d.online() : std::nullopt;
       const std::string base = base_url();
-      return read(std::move(respond), [online, base](replica::Replica& rep) {
+      const auto push = d.push_status ? std::optional<sync::PushStatus>(d.push_status()) : std::nullopt;
+      return read(std::move(respond), [online, base, push](replica::Replica& rep) {
         auto body = status_json(rep.status(), true);
         body["online"] = online.value_or(false);
         body["loopback_base"] = base;
+        if (push) body["push"] = push_json(*push);
         return json_response(200, body);
       });
     }
@@ -658,7 +742,9 @@ struct LoopbackApi::Impl {
         SQLite::Statement q(
             rep.db(),
             "SELECT seq, resource, record_id, op, method, path, local_user, created_at, state, attempts, "
-            "last_error FROM outbox WHERE state != 'done' ORDER BY seq");
+            "last_error, next_attempt_at, conflict_id, request FROM outbox WHERE state NOT IN ('done', "
+            "'dropped') "
+            "ORDER BY seq");
         while (q.executeStep()) {
           OJson e;
           e["seq"] = q.getColumn(0).getInt64();
@@ -672,7 +758,18 @@ struct LoopbackApi::Impl {
           e["created_at"] = iso8601_utc(q.getColumn(7).getInt64());
           e["state"] = q.getColumn(8).getString();
           e["attempts"] = q.getColumn(9).getInt();
-          e["last_error"] = q.getColumn(10).isNull() ? OJson() : OJson(q.getColumn(10).getString());
+          // Knosc's refusal of a rejected entry is kept as its JSON error.
+          OJson err;
+          if (!q.getColumn(10).isNull()) {
+            err = OJson::parse(q.getColumn(10).getString(), nullptr, false);
+            if (err.is_discarded()) err = q.getColumn(10).getString();
+          }
+          e["last_error"] = err;
+          e["next_attempt_at"] =
+              q.getColumn(11).isNull() ? OJson() : OJson(iso8601_utc(q.getColumn(11).getInt64()));
+          e["conflict_id"] = q.getColumn(12).isNull() ? OJson() : OJson(q.getColumn(12).getInt64());
+          e["request"] =
+              q.getColumn(13).isNull() ? OJson() : OJson::parse(q.getColumn(13).getString(), nullptr, false);
           entries.push_back(std::move(e));
         }
         return json_response(200, OJson{{"entries", entries}});
@@ -681,24 +778,21 @@ struct LoopbackApi::Impl {
     if (what == "conflicts") {
       return read(std::move(respond), [](replica::Replica& rep) {
         OJson items = OJson::array();
-        SQLite::Statement q(
-            rep.db(),
-            "SELECT id, resource, record_id, base, local, remote, fields, created_at FROM conflict "
-            "WHERE resolved_at IS NULL ORDER BY id");
-        while (q.executeStep()) {
-          OJson c;
-          c["id"] = q.getColumn(0).getInt64();
-          c["resource"] = q.getColumn(1).getString();
-          c["record_id"] = q.getColumn(2).isInteger() ? OJson(q.getColumn(2).getInt64())
-                                                      : OJson(q.getColumn(2).getString());
-          for (int i = 3; i <= 5; ++i)
-            c[i == 3   ? "base"
-              : i == 4 ? "local"
-                       : "remote"] =
-                q.getColumn(i).isNull() ? OJson() : OJson::parse(q.getColumn(i).getString());
-          c["fields"] = OJson::parse(q.getColumn(6).getString());
-          c["created_at"] = iso8601_utc(q.getColumn(7).getInt64());
-          items.push_back(std::move(c));
+        for (const auto& c : replica::conflict_rows(rep, false, 10000)) {
+          OJson j;
+          j["id"] = c.id;
+          j["outbox_seq"] = c.outbox_seq;
+          j["resource"] = c.resource;
+          j["record_id"] = std::holds_alternative<std::int64_t>(c.record_id)
+                               ? OJson(std::get<std::int64_t>(c.record_id))
+                               : OJson(std::get<std::string>(c.record_id));
+          j["kind"] = c.kind;
+          j["base"] = c.base;
+          j["local"] = c.local;
+          j["remote"] = c.remote;
+          j["fields"] = c.fields;
+          j["created_at"] = iso8601_utc(c.created_at);
+          items.push_back(std::move(j));
         }
         return json_response(200, OJson{{"conflicts", items}});
       });
@@ -706,12 +800,98 @@ struct LoopbackApi::Impl {
     respond(route_not_found());
   }
 
+  // POST /syncd/conflicts/{id}/resolve {"resolution": "keep-local" | "keep-remote" | "merged", "body": {...}}
+  // POST /syncd/outbox/{seq}/retry [{"body": {...}}] and POST /syncd/outbox/{seq}/drop
+  // A person settles a conflict or a rejected edit: a session, the CSRF header and the Edit privilege of the
+  // record's module are required, as for the edit itself.
+  void settle_route(const HttpRequest& req, const std::vector<std::string>& seg, Responder respond) {
+    const bool conflict = seg[1] == "conflicts" && seg[3] == "resolve";
+    const bool retry = seg[1] == "outbox" && seg[3] == "retry";
+    const bool drop = seg[1] == "outbox" && seg[3] == "drop";
+    if (!conflict && !retry && !drop) return respond(route_not_found());
+    // The CLI authenticates with the token only the daemon's own account can read; a bearer header is never
+    // sent by a browser on its own, so it needs no CSRF check.
+    LocalSession cli;
+    const LocalSession* who = nullptr;
+    if (auto auth = req.header("authorization");
+        auth && !d.cli_token.empty() && constant_time_equal(*auth, "Bearer " + d.cli_token)) {
+      cli.username = "knosc-syncd CLI";
+      cli.privileges.role_name = "Administrator";
+      for (const auto& r : d.catalog->resources())
+        cli.privileges.modules[r.module] = Access::Edit;
+      who = &cli;
+    } else {
+      auto s = d.auth->session_for(req);
+      if (auto* refusal = std::get_if<HttpResponse>(&s)) return respond(std::move(*refusal));
+      who = std::get<const LocalSession*>(s);
+      if (auto refusal = d.auth->check_csrf(req, *who)) return respond(std::move(*refusal));
+    }
+    const LocalSession& session = *who;
+    std::int64_t id = 0;
+    const auto& text = seg[2];
+    if (std::from_chars(text.data(), text.data() + text.size(), id).ec != std::errc() || id <= 0)
+      return respond(HttpResponse::knosc_error(404, "Not Found", "Route.NotFound"));
+    OJson body = OJson::object();
+    if (!req.body.empty()) {
+      body = OJson::parse(req.body, nullptr, false);
+      if (body.is_discarded() || !body.is_object())
+        return respond(HttpResponse::knosc_error(400, "Bad Request Format", "JSON.Invalid"));
+    }
+    sync::Resolution how = retry ? sync::Resolution::Retry : sync::Resolution::Drop;
+    if (conflict) {
+      const auto r = body.value("resolution", std::string());
+      if (r == "keep-local") {
+        how = sync::Resolution::KeepLocal;
+      } else if (r == "keep-remote") {
+        how = sync::Resolution::KeepRemote;
+      } else if (r == "merged") {
+        how = sync::Resolution::Merged;
+      } else {
+        return respond(HttpResponse::knosc_error(
+            400, "Field 'resolution' must be one of keep-local, keep-remote, merged.",
+            "Sync.InvalidResolution"));
+      }
+    }
+    std::optional<OJson> given;
+    if (body.contains("body")) given = body["body"];
+    if (!d.resolve) return respond(internal_error());
+    // Which module the record belongs to decides who may settle it.
+    auto shared = std::make_shared<Responder>(std::move(respond));
+    const LocalSession sess = session;
+    d.readers->post([this, shared, sess, conflict, id, how, given](replica::Replica& rep) {
+      std::optional<std::string> resource;
+      try {
+        if (conflict) {
+          if (auto c = replica::conflict_row(rep, id)) resource = c->resource;
+        } else if (auto e = replica::outbox_entry(rep, id)) {
+          resource = e->resource;
+        }
+      } catch (const std::exception& e) {
+        spdlog::error("loopback: reading the outbox failed: {}", e.what());
+      }
+      d.inbox->post([this, shared, sess, resource, id, how, given]() mutable {
+        if (!resource)
+          return (*shared)(
+              HttpResponse::knosc_error(404, "No such conflict or outbox entry.", "Sync.NotFound"));
+        const auto* res = d.catalog->find(*resource);
+        const std::string module = res ? res->module : "Issue Tracker";
+        if (!sess.privileges.allows(module, Access::Edit)) return (*shared)(not_privileged());
+        d.resolve(id, how, std::move(given), sess.username, [shared](std::string error) {
+          if (!error.empty())
+            return (*shared)(HttpResponse::knosc_error(409, error, "Sync.ResolutionRefused"));
+          (*shared)(json_response(200, OJson{{"message", "Resolved."}}));
+        });
+      });
+    });
+  }
+
   // Prometheus text format (https://prometheus.io/docs/instrumenting/exposition_formats/).
   void metrics(Responder respond) {
     const auto online = d.online ? d.online() : std::nullopt;
     auto answered_now = answered;
     const auto sessions = d.auth->active_sessions();
-    read(std::move(respond), [online, answered_now, sessions](replica::Replica& rep) {
+    const auto push = d.push_status ? std::optional<sync::PushStatus>(d.push_status()) : std::nullopt;
+    read(std::move(respond), [online, answered_now, sessions, push](replica::Replica& rep) {
       const auto st = rep.status();
       std::ostringstream o;
       o << "# HELP knosc_syncd_upstream_online Whether Knosc answered the last request (1) or not (0).\n"
@@ -744,6 +924,18 @@ struct LoopbackApi::Impl {
       while (q.executeStep())
         o << "knosc_syncd_outbox_entries{state=\"" << q.getColumn(0).getString() << "\"} "
           << q.getColumn(1).getInt64() << "\n";
+      if (push) {
+        o << "# HELP knosc_syncd_push_stalled Whether the outbox has stopped moving while Knosc is "
+             "reachable.\n"
+          << "# TYPE knosc_syncd_push_stalled gauge\nknosc_syncd_push_stalled " << (push->stalled ? 1 : 0)
+          << "\n"
+          << "# HELP knosc_syncd_push_landed_total Outbox entries that reached Knosc since the start.\n"
+          << "# TYPE knosc_syncd_push_landed_total counter\nknosc_syncd_push_landed_total " << push->pushed
+          << "\n"
+          << "# HELP knosc_syncd_push_in_flight Outbox entries being sent.\n"
+          << "# TYPE knosc_syncd_push_in_flight gauge\nknosc_syncd_push_in_flight " << push->in_flight
+          << "\n";
+      }
       o << "# HELP knosc_syncd_loopback_responses_total Loopback API answers by HTTP status.\n"
         << "# TYPE knosc_syncd_loopback_responses_total counter\n";
       for (const auto& [status, n] : answered_now)

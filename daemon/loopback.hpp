@@ -14,14 +14,17 @@
 #include <string>
 #include <vector>
 
+#include "daemon/analytics_cache.hpp"
 #include "daemon/config.hpp"
 #include "daemon/http_server.hpp"
+#include "daemon/jobs.hpp"
 #include "daemon/local_auth.hpp"
 #include "daemon/replica_readers.hpp"
 #include "replica/writer.hpp"
 #include "schema/catalog.hpp"
 #include "sync/loop_inbox.hpp"
 #include "sync/puller.hpp"
+#include "sync/pusher.hpp"
 #include "sync/upstream_session.hpp"
 
 namespace knosc::daemon {
@@ -38,6 +41,19 @@ struct LoopbackDeps {
   std::function<std::vector<sync::PullProgress>()> progress;  // live pass progress
   sync::UpstreamSession* upstream = nullptr;                  // the service account's session, for changes
   std::function<void(const std::string&)> trigger_pull;       // start a pass of a resource now
+  Jobs* jobs = nullptr;                                       // /api/job routes (uploads and their polling)
+  AnalyticsCache* analytics = nullptr;                        // dashboards and other cached analytics
+  std::function<bool()> outbox_busy;                          // local changes wait in the outbox
+  std::function<void(std::int64_t)> outbox_queued;            // a change was queued (outbox seq)
+  // A person settles a conflict (KeepLocal, KeepRemote, Merged) or a rejected edit (Retry, Drop); the
+  // callback gets an empty string or why it was refused (sync::Pusher::resolve).
+  std::function<void(std::int64_t, sync::Resolution, std::optional<nlohmann::ordered_json>, std::string,
+                     std::function<void(std::string)>)>
+      resolve;
+  std::function<sync::PushStatus()> push_status;
+  // Bearer token of `knosc-syncd resolve` (daemon/cli_conflicts.hpp); accepted on the /syncd settle routes
+  // only. Empty: no CLI access.
+  std::string cli_token;
 };
 
 class LoopbackApi {

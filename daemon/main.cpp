@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/cli_conflicts.hpp"
 #include "daemon/config.hpp"
 #include "daemon/service.hpp"
 #include "daemon/status_report.hpp"
@@ -20,6 +21,9 @@ namespace {
 constexpr const char* kUsage = R"(usage:
   knosc-syncd run --config FILE            run the daemon (mirror the tenant, serve the loopback API)
   knosc-syncd status --config FILE [--json]  show what the replica holds per resource
+  knosc-syncd conflicts --config FILE [--json]  list conflicts and rejected edits waiting for a person
+  knosc-syncd resolve --config FILE <conflict-id> keep-local|keep-remote|merged [--body FILE]
+  knosc-syncd resolve --config FILE --entry <seq> retry [--body FILE] | drop
   knosc-syncd --version
   knosc-syncd --help
 )";
@@ -96,16 +100,30 @@ int main(int argc, char** argv) {
   }
   std::string config_path;
   bool as_json = false;
+  std::vector<std::string> rest;
   for (std::size_t i = 1; i < args.size(); ++i) {
     if (args[i] == "--config" && i + 1 < args.size()) {
       config_path = args[++i];
-    } else if (args[i] == "--json" && cmd == "status") {
+    } else if (args[i] == "--json" && (cmd == "status" || cmd == "conflicts")) {
       as_json = true;
+    } else if (cmd == "resolve") {
+      rest.push_back(args[i]);
     } else {
       return usage_error("unexpected argument '" + args[i] + "'");
     }
   }
-  if (cmd != "run" && cmd != "status") return usage_error("unknown command '" + cmd + "'");
+  if (cmd != "run" && cmd != "status" && cmd != "conflicts" && cmd != "resolve")
+    return usage_error("unknown command '" + cmd + "'");
   if (config_path.empty()) return usage_error(cmd + " needs --config FILE");
-  return cmd == "run" ? cmd_run(config_path) : cmd_status(config_path, as_json);
+  if (cmd == "run") return cmd_run(config_path);
+  if (cmd == "status") return cmd_status(config_path, as_json);
+  knosc::daemon::Config config;
+  try {
+    config = knosc::daemon::load_config(config_path);
+  } catch (const knosc::daemon::ConfigError& e) {
+    std::fprintf(stderr, "knosc-syncd: %s\n", e.what());
+    return 1;
+  }
+  if (cmd == "conflicts") return knosc::daemon::cmd_conflicts(config, as_json);
+  return knosc::daemon::cmd_resolve(config, rest);
 }

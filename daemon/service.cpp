@@ -13,6 +13,7 @@
 #include <ctime>
 #include <filesystem>
 
+#include "daemon/cli_conflicts.hpp"
 #include "daemon/local_auth.hpp"
 #include "daemon/loopback.hpp"
 #include "daemon/replica_readers.hpp"
@@ -21,6 +22,7 @@
 #include "sync/http_client.hpp"
 #include "sync/loop_inbox.hpp"
 #include "sync/puller.hpp"
+#include "sync/pusher.hpp"
 #include "sync/upstream_session.hpp"
 
 namespace knosc::daemon {
@@ -66,8 +68,11 @@ struct Runtime {
   std::unique_ptr<sync::HttpClient> http;
   std::unique_ptr<sync::UpstreamSession> session;
   std::unique_ptr<sync::Puller> puller;
+  std::unique_ptr<sync::Pusher> pusher;
   std::unique_ptr<ReplicaReaders> readers;
   std::unique_ptr<LocalAuth> auth;
+  std::unique_ptr<Jobs> jobs;
+  std::unique_ptr<AnalyticsCache> analytics;
   std::unique_ptr<LoopbackApi> loopback;
   uv_signal_t sigterm{}, sigint{};
   uv_timer_t watchdog{}, progress{};
@@ -88,18 +93,27 @@ void begin_shutdown(Runtime& rt, const char* why) {
   sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
   uv_signal_stop(&rt.sigterm);
   uv_signal_stop(&rt.sigint);
-  // Order: the loopback stops accepting and answers what it has (tools get their replies); local auth closes
-  // its upstream checks; the puller stops issuing work and waits for what is in flight (a page being written
-  // commits or rolls back whole); then HTTP transfers and handles close; then the loop runs out of handles.
+  // Order: the loopback stops accepting and answers what it has (tools get their replies); the job forwarder
+  // and the analytics cache wait for their upstream calls (an upload Knosc accepted is recorded as such, so a
+  // restart never sends it again); local auth closes its upstream checks; the puller stops issuing work and
+  // waits for what is in flight (a page being written commits or rolls back whole); then HTTP transfers and
+  // handles close; then the loop runs out of handles.
   rt.loopback->shutdown([&rt] {
-    rt.auth->close([&rt] {
-      rt.puller->stop([&rt] {
-        rt.http->close([&rt] {
-          rt.inbox->close();
-          close_handle(reinterpret_cast<uv_handle_t*>(&rt.sigterm));
-          close_handle(reinterpret_cast<uv_handle_t*>(&rt.sigint));
-          if (rt.watchdog_on) close_handle(reinterpret_cast<uv_handle_t*>(&rt.watchdog));
-          if (rt.progress_on) close_handle(reinterpret_cast<uv_handle_t*>(&rt.progress));
+    // The pusher starts nothing new; what is in flight is recorded when it comes back or when HTTP closes
+    // (a create cut off then is looked up by its business key after the restart, never sent blind).
+    rt.pusher->stop([] {});
+    rt.jobs->stop([&rt] {
+      rt.analytics->stop([&rt] {
+        rt.auth->close([&rt] {
+          rt.puller->stop([&rt] {
+            rt.http->close([&rt] {
+              rt.inbox->close();
+              close_handle(reinterpret_cast<uv_handle_t*>(&rt.sigterm));
+              close_handle(reinterpret_cast<uv_handle_t*>(&rt.sigint));
+              if (rt.watchdog_on) close_handle(reinterpret_cast<uv_handle_t*>(&rt.watchdog));
+              if (rt.progress_on) close_handle(reinterpret_cast<uv_handle_t*>(&rt.progress));
+            });
+          });
         });
       });
     });
@@ -201,6 +215,35 @@ int run_daemon(const Config& config) {
   deps.progress = [puller] { return puller->progress(); };
   deps.upstream = rt.session.get();
   deps.trigger_pull = [puller](const std::string& resource) { puller->trigger(resource); };
+  {
+    sync::PushOptions push;
+    push.max_parallel = config.pull.max_concurrent_requests;
+    push.backoff = config.pull.backoff;
+    push.account_email = config.username;
+    rt.pusher = std::make_unique<sync::Pusher>(&rt.loop, *rt.session, *rt.writer, *rt.inbox,
+                                               schema::Catalog::builtin(), std::move(push), deps.online,
+                                               deps.trigger_pull);
+  }
+  auto* pusher = rt.pusher.get();
+  deps.outbox_busy = [pusher] { return pusher->busy(); };
+  deps.outbox_queued = [pusher](std::int64_t seq) { pusher->queued(seq); };
+  deps.resolve = [pusher](std::int64_t id, sync::Resolution how, std::optional<nlohmann::ordered_json> body,
+                          std::string user, std::function<void(std::string)> done) {
+    pusher->resolve(id, how, std::move(body), std::move(user), std::move(done));
+  };
+  deps.push_status = [pusher] { return pusher->status(); };
+  try {
+    deps.cli_token = write_cli_token(config);
+  } catch (const std::exception& e) {
+    spdlog::warn("the CLI token could not be written ({}); 'knosc-syncd resolve' will not work", e.what());
+  }
+  rt.jobs =
+      std::make_unique<Jobs>(JobsDeps{&rt.loop, rt.writer.get(), rt.readers.get(), rt.inbox.get(),
+                                      rt.session.get(), deps.online, deps.trigger_pull, config.pull.backoff});
+  rt.analytics = std::make_unique<AnalyticsCache>(AnalyticsCacheDeps{
+      &rt.loop, rt.writer.get(), rt.readers.get(), rt.inbox.get(), rt.session.get(), deps.online});
+  deps.jobs = rt.jobs.get();
+  deps.analytics = rt.analytics.get();
   rt.loopback = std::make_unique<LoopbackApi>(deps);
   if (int rc = rt.loopback->listen(); rc != 0) {
     spdlog::critical("loopback: cannot listen on {}:{}: {}", config.loopback_host, config.loopback_port,
@@ -267,13 +310,19 @@ int run_daemon(const Config& config) {
   spdlog::info("knosc-syncd {} started: upstream {}, replica {}", KNOSC_VERSION, config.base_url,
                config.replica_path());
   rt.puller->start();
+  rt.pusher->start();
   rt.auth->start([] {});
+  rt.jobs->start();
+  rt.analytics->start();
   sd_notify(0, "READY=1\nSTATUS=Replica open; syncing");
 
   uv_run(&rt.loop, UV_RUN_DEFAULT);
 
   rt.loopback.reset();
+  rt.jobs.reset();
+  rt.analytics.reset();
   rt.auth.reset();
+  rt.pusher.reset();
   rt.puller.reset();
   rt.session.reset();
   rt.http.reset();

@@ -1,93 +1,67 @@
 #include "replica/content_hash.hpp"
 
-#include <cstring>
-
 namespace knosc::replica {
 namespace {
 
-// FNV-1a: small, fast and good enough to detect changes between two versions of one row (a collision would
-// need the same row to change into another whose hash matches by chance: about 2^-64 per change).
-constexpr std::uint64_t kOffset = 1469598103934665603ULL;
-constexpr std::uint64_t kPrime = 1099511628211ULL;
-
-struct Fnv {
-  std::uint64_t h = kOffset;
-  void bytes(const void* data, std::size_t n) {
-    const auto* p = static_cast<const unsigned char*>(data);
-    for (std::size_t i = 0; i < n; ++i) {
-      h ^= p[i];
-      h *= kPrime;
-    }
-  }
-  void tag(char t) { bytes(&t, 1); }
-  void str(std::string_view s) {
-    const std::uint64_t n = s.size();
-    bytes(&n, sizeof n);  // length prefix keeps {"ab":"c"} and {"a":"bc"} apart
-    bytes(s.data(), s.size());
-  }
-};
-
-void walk(Fnv& f, const nlohmann::ordered_json& v) {
+// FNV-1a (ContentHasher): small, fast and good enough to detect changes between two versions of one row (a
+// collision would need the same row to change into another whose hash matches by chance: about 2^-64 per
+// change).
+void walk(ContentHasher& f, const nlohmann::ordered_json& v) {
   using T = nlohmann::ordered_json::value_t;
   switch (v.type()) {
     case T::null:
-      f.tag('n');
+      f.null();
       break;
     case T::boolean:
-      f.tag(v.get<bool>() ? 't' : 'f');
+      f.boolean(v.get<bool>());
       break;
     case T::number_integer:
-    case T::number_unsigned: {
+    case T::number_unsigned:
       // 5 and 5.0 are the same quantity upstream; hash integers through double when exact so that a server
       // switching number formatting does not rewrite every row.
-      f.tag('#');
-      const double d = v.get<double>();
-      f.bytes(&d, sizeof d);
+      f.number(v.get<double>());
       break;
-    }
-    case T::number_float: {
-      f.tag('#');
-      const double d = v.get<double>();
-      f.bytes(&d, sizeof d);
+    case T::number_float:
+      f.number(v.get<double>());
       break;
-    }
     case T::string:
-      f.tag('s');
-      f.str(v.get_ref<const std::string&>());
+      f.string(v.get_ref<const std::string&>());
       break;
     case T::array:
-      f.tag('[');
+      f.begin_array();
       for (const auto& e : v)
         walk(f, e);
-      f.tag(']');
+      f.end_array();
       break;
     case T::object:
-      f.tag('{');
+      f.begin_object();
       for (const auto& [k, e] : v.items()) {
-        f.str(k);
+        f.key(k);
         walk(f, e);
       }
-      f.tag('}');
+      f.end_object();
       break;
     case T::binary:
-    case T::discarded:
-      f.tag('?');
+    case T::discarded: {
+      constexpr char unknown = '?';
+      f.bytes(&unknown, 1);
       break;
+    }
   }
 }
 
 }  // namespace
 
 std::uint64_t content_hash(const nlohmann::ordered_json& value) {
-  Fnv f;
+  ContentHasher f;
   walk(f, value);
-  return f.h;
+  return f.value();
 }
 
 std::uint64_t content_hash(std::string_view bytes) {
-  Fnv f;
+  ContentHasher f;
   f.bytes(bytes.data(), bytes.size());
-  return f.h;
+  return f.value();
 }
 
 }  // namespace knosc::replica

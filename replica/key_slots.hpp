@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "replica/list_page.hpp"
 #include "schema/catalog.hpp"
 
 namespace knosc::replica {
@@ -49,6 +50,10 @@ class SlotFiller {
   // text, an absent key or a JSON null as NULL. Unused slots are bound NULL. Nothing is copied: `row` and
   // `text` must outlive the statement's next step.
   void bind(SQLite::Statement& st, int first_param, const nlohmann::ordered_json& row, SlotText& text) const;
+  // The same for a row of a list page; a DOM row goes through the overload above. `page` and `text` must
+  // outlive the statement's next step.
+  void bind(SQLite::Statement& st, int first_param, const ListPage& page, const PageRow& row,
+            SlotText& text) const;
 
  private:
   std::vector<std::string> keys_;

@@ -28,6 +28,8 @@ struct LocalWrite {
 LocalWrite write_locally(Replica& rep, const EditRequest& request, const std::string& local_user,
                          std::int64_t now);
 
+// True for ids handed out by allocate_local_id.
+bool is_local_id(const RecordId& id);
 // The next local id of `res` (see LocalIdAllocator); part of the caller's transaction.
 RecordId allocate_local_id(Replica& rep, const schema::Resource& res);
 
@@ -49,16 +51,24 @@ struct OutboxEntry {
   std::vector<std::int64_t> needs;      // local ids of other records created locally that it names
   std::optional<RecordId> upstream_id;  // a create's server id once known
   std::optional<std::int64_t> conflict_id;
+  bool outcome_unknown = false;      // a create's last attempt may have landed
+  std::optional<Json> create_guard;  // {"sent_at", "not_ours"}: see guard_create
 };
 
-// Entries not done yet, in seq order (at most `limit`).
-std::vector<OutboxEntry> open_entries(Replica& rep, std::size_t limit);
+// Entries not finished (queued, conflict, rejected) with seq above `after_seq`, in seq order, at most
+// `limit`.
+std::vector<OutboxEntry> open_entries(Replica& rep, std::int64_t after_seq, std::size_t limit);
 std::optional<OutboxEntry> outbox_entry(Replica& rep, std::int64_t seq);
 // Counts of entries by state.
 std::vector<std::pair<std::string, std::int64_t>> outbox_counts(Replica& rep);
 
-// A failed attempt that will be retried at `next_attempt_at`.
-void retry_entry(Replica& rep, std::int64_t seq, std::int64_t next_attempt_at, const std::string& error);
+// Before a create's first attempt: records when it was sent and which rows the replica holds that match it
+// already (by business key; tickets: the reporter's), which therefore cannot be what a lost answer created.
+Json guard_create(Replica& rep, std::int64_t seq, const std::string& reporter_email, std::int64_t now);
+
+// A failed attempt that will be retried at `next_attempt_at`; `outcome_unknown` when it may have landed.
+void retry_entry(Replica& rep, std::int64_t seq, std::int64_t next_attempt_at, const std::string& error,
+                 bool outcome_unknown);
 // A create whose server id is now known: the local id becomes the server id in the replica (the record, its
 // lines' parent ids, the pending mark), in later entries (record ids, paths, needs) and in local_id, in one
 // transaction. A tool holding the local id still finds the record through local_id.
@@ -76,6 +86,32 @@ std::vector<std::pair<std::string, RecordId>> reject_entry(Replica& rep, std::in
 // A person must decide: the entry waits on a new conflict row holding all three versions.
 std::int64_t park_conflict(Replica& rep, std::int64_t seq, const std::string& kind, const Json& base,
                            const Json& local, const Json& remote, const Json& fields, std::int64_t now);
+
+struct ConflictRow {
+  std::int64_t id = 0;
+  std::int64_t outbox_seq = 0;
+  std::string resource;
+  RecordId record_id;
+  std::string kind;
+  Json base, local, remote, fields;
+  std::int64_t created_at = 0;
+  std::optional<std::int64_t> resolved_at;
+  std::optional<std::string> resolution;
+  std::optional<std::string> resolved_by;
+};
+std::optional<ConflictRow> conflict_row(Replica& rep, std::int64_t id);
+std::vector<ConflictRow> conflict_rows(Replica& rep, bool include_resolved, std::size_t limit);
+// Settles a conflict by sending `request` (by `method` to `path`, as op `op`) with `base` as the entry's new
+// base: keep-local and merged resolutions. The record stays pending; the entry is queued again.
+void requeue_entry(Replica& rep, std::int64_t seq, const std::string& op, const std::string& method,
+                   const std::string& path, const Json& request, const Json& base,
+                   const std::string& resolution, const std::string& user, std::int64_t now);
+// Gives an entry up (keep-remote, a dropped rejected edit, a rejected edit replaced by a corrected one): its
+// conflict, if any, is settled with `resolution`; returns the records that stopped being pending (the caller
+// restores upstream's version).
+std::vector<std::pair<std::string, RecordId>> drop_entry(Replica& rep, std::int64_t seq,
+                                                         const std::string& resolution,
+                                                         const std::string& user, std::int64_t now);
 
 // Upstream's version of a pending record as the last pass listed it (nullopt when never seen).
 std::optional<Json> pending_upstream(Replica& rep, const schema::Resource& res, const RecordId& id);

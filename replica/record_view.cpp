@@ -40,7 +40,11 @@ std::optional<Json> compose_record(Replica& rep, const schema::Resource& res, co
     std::vector<std::pair<std::int64_t, std::string>> found;
     while (l.executeStep())
       found.emplace_back(l.getColumn(0).getInt64(), l.getColumn(1).getString());
-    std::sort(found.begin(), found.end());
+    std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) {
+      // Knosc's lines first in id order, then local ones (-1, -2, ...) in the order they were made.
+      if ((a.first < 0) != (b.first < 0)) return a.first > 0;
+      return a.first < 0 ? a.first > b.first : a.first < b.first;
+    });
     Json details = Json::array();
     for (const auto& [line_id, text] : found)
       details.push_back(Json::parse(text));

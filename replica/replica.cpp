@@ -11,6 +11,7 @@
 
 #include "replica/content_hash.hpp"
 #include "replica/key_slots.hpp"
+#include "replica/list_page.hpp"
 #include "replica/migrations.hpp"
 
 namespace knosc::replica {
@@ -194,6 +195,13 @@ class RowText {
     out_.dump(row, false, false, 0);
     return text_;
   }
+  // A row's text read from a page, copied into the reused buffer: SQLiteCpp binds text only from a whole
+  // std::string.
+  const std::string& of(const PageRow& row) {
+    if (row.dom) return of(*row.dom);
+    text_.assign(row.text);
+    return text_;
+  }
 
  private:
   std::string text_;
@@ -212,16 +220,17 @@ class RowInserter {
   explicit RowInserter(SQLite::Database& db) : db_(db) { pending_.reserve(kInsertBatch); }
 
   // Starts a page: rows queued by a page that failed are dropped.
-  void begin(const std::string& resource, const SlotFiller& slots, std::int64_t now) {
+  void begin(const std::string& resource, const ListPage& page, const SlotFiller& slots, std::int64_t now) {
     pending_.clear();
     resource_ = &resource;
+    page_ = &page;
     slots_ = &slots;
     now_ = now;
   }
 
-  // Queues a row; `row` and `id` must stay alive until the next flush, which happens by itself every
-  // kInsertBatch rows.
-  void add(const Json& row, const RecordId& id, std::optional<RecordId> parent, std::int64_t hash) {
+  // Queues a row of the page; `row` and `id` must stay alive until the next flush, which happens by itself
+  // every kInsertBatch rows.
+  void add(const PageRow& row, const RecordId& id, std::optional<RecordId> parent, std::int64_t hash) {
     pending_.push_back({&row, &id, std::move(parent), hash});
     if (pending_.size() == kInsertBatch) flush();
   }
@@ -240,7 +249,7 @@ class RowInserter {
       st.bindNoCopy(base + 4, text_[i].of(*r.row));
       st.bind(base + 5, r.hash);
       st.bind(base + 6, now_);
-      slots_->bind(st, base + 7, *r.row, slot_text_[i]);
+      slots_->bind(st, base + 7, *page_, *r.row, slot_text_[i]);
     }
     pending_.clear();
     st.exec();
@@ -269,7 +278,7 @@ class RowInserter {
   }
 
   struct Pending {
-    const Json* row;
+    const PageRow* row;
     const RecordId* id;
     std::optional<RecordId> parent;
     std::int64_t hash;
@@ -277,9 +286,10 @@ class RowInserter {
   SQLite::Database& db_;
   std::array<std::unique_ptr<SQLite::Statement>, kInsertBatch + 1> statements_;  // by row count
   std::vector<Pending> pending_;
-  std::array<RowText, kInsertBatch> text_;
+  std::array<RowText, kInsertBatch> text_;  // DOM rows' texts
   std::array<SlotText, kInsertBatch> slot_text_;
   const std::string* resource_ = nullptr;
+  const ListPage* page_ = nullptr;
   const SlotFiller* slots_ = nullptr;
   std::int64_t now_ = 0;
 };
@@ -465,8 +475,14 @@ PassCursor Replica::resume_or_begin_pass(const schema::Resource& res, int page_s
 
 PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& cursor, const Json& rows,
                                 std::int64_t now) {
-  PageOutcome out;
   if (!rows.is_array()) throw std::invalid_argument("page rows must be a JSON array");
+  const ListPage page(rows);
+  return apply_page(res, cursor, page, now);
+}
+
+PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& cursor, const ListPage& page,
+                                std::int64_t now) {
+  PageOutcome out;
   SQLite::Transaction tx(db_);
 
   {
@@ -485,16 +501,16 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
 
   // First pass over the page: ids and the highest one, which bound the id range the page covers.
   struct Listed {
-    const Json* row;
+    const PageRow* row;
     RecordId id;
   };
+  static const std::string kId = "id";
   std::vector<Listed> listed;
-  listed.reserve(rows.size());
+  listed.reserve(page.rows().size());
   std::optional<RecordId> max_id;
-  for (const auto& row : rows) {
+  for (const auto& row : page.rows()) {
     std::optional<RecordId> id;
-    if (row.is_object())
-      if (auto it = row.find("id"); it != row.end()) id = record_id_from_json(*it);
+    if (row.object) id = page.record_id(row, kId);
     if (!id) {
       ++out.without_id;
       continue;
@@ -560,10 +576,11 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
   };
 
   const SlotFiller slots(res);
-  st_->insert_rows.begin(res.name, slots, now);
+  st_->insert_rows.begin(res.name, page, slots, now);
   for (const auto& [row_ptr, id] : listed) {
-    const Json& row = *row_ptr;
-    const auto hash = static_cast<std::int64_t>(content_hash(row));
+    const PageRow& row = *row_ptr;
+    const auto hash = static_cast<std::int64_t>(row.hash);
+    const auto text = [&]() -> const std::string& { return st_->row_text.of(row); };
     if (is_pending(id)) {
       auto it = std::lower_bound(stored.begin(), stored.end(), id,
                                  [](const StoredRow& r, const RecordId& i) { return id_less(r.id, i); });
@@ -571,7 +588,7 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
       Reset up(st_->update_pending_upstream);
       up->bind(1, res.name);
       bind_id(*up, 2, id);
-      up->bindNoCopy(3, st_->row_text.of(row));
+      up->bindNoCopy(3, text());
       up->bind(4, hash);
       up->bind(5, now);
       up->exec();
@@ -598,10 +615,7 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
     if (exists && old_hash == hash) continue;
 
     std::optional<RecordId> parent;
-    if (!res.parent_key.empty()) {
-      auto p = row.find(res.parent_key);
-      if (p != row.end()) parent = record_id_from_json(*p);
-    }
+    if (!res.parent_key.empty()) parent = page.record_id(row, res.parent_key);
     ++out.written;
     if (!exists) {
       st_->insert_rows.add(row, id, std::move(parent), hash);
@@ -611,11 +625,11 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
     w->bind(1, res.name);
     bind_id(*w, 2, id);
     bind_optional_id(*w, 3, parent);
-    w->bindNoCopy(4, st_->row_text.of(row));
+    w->bindNoCopy(4, text());
     w->bind(5, hash);
     w->bind(6, now);
     w->bind(7, track_nested ? 1 : 0);
-    slots.bind(*w, kFirstSlotParam, row, st_->slot_text);
+    slots.bind(*w, kFirstSlotParam, page, row, st_->slot_text);
     w->exec();
   }
   st_->insert_rows.flush();

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "replica/list_page.hpp"
 #include "replica/record_id.hpp"
 #include "schema/catalog.hpp"
 
@@ -92,6 +93,9 @@ class Replica {
   // candidates, and advances the checkpoint, all in one transaction. `rows` is the page's "rows" array. A
   // page shorter than the page size completes the pass.
   PageOutcome apply_page(const schema::Resource& res, const PassCursor& cursor, const Json& rows,
+                         std::int64_t now);
+  // The same for a page read from the response text (see replica/list_page.hpp).
+  PageOutcome apply_page(const schema::Resource& res, const PassCursor& cursor, const ListPage& page,
                          std::int64_t now);
   void record_pass_error(const schema::Resource& res, const std::string& message, std::int64_t now);
   void set_access(const schema::Resource& res, const std::string& access, std::int64_t now);

@@ -20,6 +20,38 @@ std::optional<std::string> HttpResponse::header(std::string_view lower_name) con
   return std::nullopt;
 }
 
+std::string multipart_form_body(const MultipartFile& file, std::string_view boundary) {
+  const auto quoted = [](std::string_view v) {
+    std::string out;
+    for (char c : v) {
+      if (c == '"') {
+        out += "%22";
+      } else if (c == '\r') {
+        out += "%0D";
+      } else if (c == '\n') {
+        out += "%0A";
+      } else {
+        out += c;
+      }
+    }
+    return out;
+  };
+  std::string body;
+  body.reserve(file.data.size() + 256);
+  body.append("--").append(boundary).append("\r\n");
+  body.append("Content-Disposition: form-data; name=\"")
+      .append(quoted(file.field))
+      .append("\"; filename=\"")
+      .append(quoted(file.filename))
+      .append("\"\r\n");
+  std::string type = file.content_type;
+  std::erase_if(type, [](char c) { return c == '\r' || c == '\n'; });
+  body.append("Content-Type: ").append(type).append("\r\n\r\n");
+  body.append(file.data);
+  body.append("\r\n--").append(boundary).append("--\r\n");
+  return body;
+}
+
 namespace {
 
 constexpr const char* kCancelledMessage = "request cancelled: HTTP client closed";

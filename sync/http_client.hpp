@@ -52,6 +52,20 @@ struct HttpResponse {
   std::optional<std::string> header(std::string_view lower_name) const;  // last occurrence
 };
 
+// One file field of a multipart/form-data body (RFC 7578), as Knosc's uploads take it (`file=`).
+struct MultipartFile {
+  std::string field = "file";
+  std::string filename;                                   // sent as the part's filename parameter
+  std::string content_type = "application/octet-stream";  // the part's Content-Type
+  std::string data;                                       // the file's bytes, sent unchanged
+};
+
+// The multipart/form-data body holding `file` between `boundary` delimiters; the request's Content-Type is
+// then "multipart/form-data; boundary=" + boundary. The boundary must not occur in the data (the caller
+// picks it). Quotes, CR and LF in the field and file names are percent-encoded, as browsers do (HTML's
+// multipart/form-data encoding), so a name can never break out of its header.
+std::string multipart_form_body(const MultipartFile& file, std::string_view boundary);
+
 class HttpClient {
  public:
   HttpClient(uv_loop_t* loop, TlsOptions tls, HttpTimeouts timeouts);

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <ctime>
 
+#include "replica/list_page.hpp"
+
 namespace knosc::sync {
 namespace {
 
@@ -337,19 +339,14 @@ void Puller::apply_page(Task& t, std::string body) {
   const auto* res = t.res;
   const auto cursor = t.cursor;
   // Parsing, hashing and writing happen on the writer thread so the loop stays free for network I/O.
-  to_writer([this, &t, res, cursor, body = std::move(body)](replica::Replica& rep) {
+  to_writer([this, &t, res, cursor, body = std::move(body)](replica::Replica& rep) mutable {
     try {
-      auto doc = replica::Json::parse(body);
-      const replica::Json* rows = nullptr;
-      if (auto data = doc.find("data"); data != doc.end() && data->is_object())
-        if (auto r = data->find("rows"); r != data->end() && r->is_array()) rows = &*r;
-      if (!rows) throw std::runtime_error("the list response has no data.rows array");
-      if (cursor.page == 1) {
-        const auto& data = doc["data"];
-        if (auto h = data.find("headers"); h != data.end() && h->is_array())
-          rep.store_list_headers(*res, *h, unix_now());
-      }
-      auto outcome = rep.apply_page(*res, cursor, *rows, unix_now());
+      // The page keeps the body and reads its rows in place: no DOM, and the stored row texts are the
+      // response's own bytes.
+      const replica::ListPage page(std::move(body));
+      if (cursor.page == 1)
+        if (auto headers = page.headers()) rep.store_list_headers(*res, *headers, unix_now());
+      auto outcome = rep.apply_page(*res, cursor, page, unix_now());
       inbox_.post([this, &t, outcome] {
         writer_done();
         if (stopping_) return;

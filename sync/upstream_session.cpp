@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <deque>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <stdexcept>
 
 namespace knosc::sync {
@@ -139,6 +141,7 @@ struct UpstreamSession::Impl : std::enable_shared_from_this<UpstreamSession::Imp
     std::string method;
     std::string path;
     std::string body;
+    std::string content_type = "application/json";
     std::function<void(ApiResult)> done;
     bool recovered = false;        // the one refresh/re-login this call may trigger has been spent
     std::uint64_t generation = 0;  // session generation the call was last sent under
@@ -241,22 +244,23 @@ struct UpstreamSession::Impl : std::enable_shared_from_this<UpstreamSession::Imp
   }
 
   HttpRequest request(const std::string& method, const std::string& path, std::string body,
-                      std::optional<std::string> csrf) const {
+                      std::optional<std::string> csrf, const std::string& content_type) const {
     HttpRequest rq;
     rq.method = method;
     rq.url = url(path);
     rq.body = std::move(body);
     rq.headers.emplace_back("Accept: application/json");
-    rq.headers.emplace_back("Content-Type: application/json");
+    rq.headers.push_back("Content-Type: " + content_type);
     if (csrf) rq.headers.push_back("X-XSRF-TOKEN: " + *csrf);
     return rq;
   }
 
   template <typename Handler>
   void send(const std::string& method, const std::string& path, std::string body,
-            std::optional<std::string> csrf, Handler handler) {
+            std::optional<std::string> csrf, Handler handler,
+            const std::string& content_type = "application/json") {
     std::weak_ptr<Impl> weak = weak_from_this();
-    http.send(request(method, path, std::move(body), std::move(csrf)),
+    http.send(request(method, path, std::move(body), std::move(csrf), content_type),
               [weak, method, path, handler = std::move(handler)](HttpResponse r) mutable {
                 auto self = weak.lock();
                 if (!self) return;  // the session is gone; nobody is waiting for this answer
@@ -285,8 +289,9 @@ struct UpstreamSession::Impl : std::enable_shared_from_this<UpstreamSession::Imp
     std::optional<std::string> csrf;
     if (is_write(c->method)) csrf = http.cookie("csrf_access_token");
     std::string body = c->body;
-    send(c->method, c->path, std::move(body), std::move(csrf),
-         [c](Impl& self, HttpResponse r) { self.on_call_response(c, std::move(r)); });
+    send(
+        c->method, c->path, std::move(body), std::move(csrf),
+        [c](Impl& self, HttpResponse r) { self.on_call_response(c, std::move(r)); }, c->content_type);
   }
 
   static bool session_rejected(const HttpResponse& r, const std::string& code) {
@@ -324,8 +329,10 @@ struct UpstreamSession::Impl : std::enable_shared_from_this<UpstreamSession::Imp
     complete(c, result_from(std::move(r)));
   }
 
-  void start(std::string method, std::string path, std::string body, std::function<void(ApiResult)> done) {
+  void start(std::string method, std::string path, std::string body, std::function<void(ApiResult)> done,
+             std::string content_type = "application/json") {
     auto c = std::make_shared<Call>();
+    c->content_type = std::move(content_type);
     c->method = std::move(method);
     std::transform(c->method.begin(), c->method.end(), c->method.begin(),
                    [](unsigned char ch) { return static_cast<char>(std::toupper(ch)); });
@@ -492,6 +499,22 @@ void UpstreamSession::call(std::string method, std::string path, std::string jso
   // Keeps the state alive for the duration even if a synchronously completed callback destroys the session.
   auto impl = impl_;
   impl->start(std::move(method), std::move(path), std::move(json_body), std::move(done));
+}
+
+void UpstreamSession::call_multipart(std::string method, std::string path, MultipartFile file,
+                                     std::function<void(ApiResult)> done) {
+  // 128 random bits make a collision with the file's bytes unlikely; the check makes it impossible.
+  std::random_device rd;
+  std::string boundary;
+  do {
+    char hex[33];
+    std::snprintf(hex, sizeof hex, "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
+    boundary = std::string("knosc-syncd-") + hex;
+  } while (file.data.find(boundary) != std::string::npos);
+  std::string body = multipart_form_body(file, boundary);
+  auto impl = impl_;
+  impl->start(std::move(method), std::move(path), std::move(body), std::move(done),
+              "multipart/form-data; boundary=" + boundary);
 }
 
 bool UpstreamSession::logged_in() const {

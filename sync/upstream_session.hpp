@@ -57,6 +57,10 @@ class UpstreamSession {
   // CSRF.Invalid (the CSRF cookie no longer matches the session) is recovered the same way, by a new login.
   // Calls made while a login or refresh is in flight wait for it; only one login/refresh runs at a time.
   void call(std::string method, std::string path, std::string json_body, std::function<void(ApiResult)> done);
+  // As call(), with a multipart/form-data body holding one file instead of JSON (Knosc's uploads,
+  // POST /api/job/{trigger}). The boundary is random and checked not to occur in the file.
+  void call_multipart(std::string method, std::string path, MultipartFile file,
+                      std::function<void(ApiResult)> done);
 
   bool logged_in() const;
   // Until this time no login is attempted (Knosc lockout with Retry-After, or backoff after refused logins);

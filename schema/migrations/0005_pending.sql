@@ -31,3 +31,10 @@ ALTER TABLE outbox ADD COLUMN conflict_id INTEGER;
 -- How the conflict was settled, and by whom.
 ALTER TABLE conflict ADD COLUMN resolved_by TEXT;
 ALTER TABLE conflict ADD COLUMN kind TEXT NOT NULL DEFAULT 'fields';  -- fields, deleted-upstream, ...
+-- A create whose last attempt may have reached Knosc (the link failed after sending): before trying again the
+-- pusher looks the record up by its business key.
+ALTER TABLE outbox ADD COLUMN outcome_unknown INTEGER NOT NULL DEFAULT 0;
+-- A create's guard against duplicates, taken before its first attempt: JSON {"sent_at": unix time,
+-- "not_ours": [ids]} — the rows that already held its business key (or, for tickets, its reporter's tickets)
+-- and so cannot be the record a lost answer created.
+ALTER TABLE outbox ADD COLUMN create_guard TEXT;

@@ -1,0 +1,621 @@
+#include "replica/list_page.hpp"
+
+#include <array>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+#include "replica/content_hash.hpp"
+
+namespace knosc::replica {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// Deeper documents go to nlohmann's parser, which keeps its own stack instead of recursing.
+constexpr int kMaxDepth = 200;
+// Objects with more keys go to the DOM, which bounds the quadratic duplicate-key check.
+constexpr std::size_t kMaxKeysChecked = 64;
+
+bool is_ws(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+
+// Bytes a string holds as they are and Json::dump writes back unchanged: printable ASCII (DEL included)
+// except '"' and '\'.
+constexpr std::array<bool, 256> kPlain = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x80; ++c)
+    t[static_cast<std::size_t>(c)] = c != '"' && c != '\\';
+  return t;
+}();
+
+// The end of the UTF-8 sequence whose lead byte (>= 0x80) is at `p`, or nullptr when the bytes are not
+// well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF), which
+// Json::parse refuses too.
+const char* utf8_sequence(const char* p, const char* end) {
+  const auto byte = [p](std::size_t i) { return static_cast<unsigned char>(p[i]); };
+  const auto in = [](unsigned char c, unsigned lo, unsigned hi) { return c >= lo && c <= hi; };
+  const unsigned char lead = byte(0);
+  std::size_t n = 0;  // continuation bytes
+  unsigned lo = 0x80;
+  unsigned hi = 0xBF;  // range of the first continuation byte
+  if (in(lead, 0xC2, 0xDF)) {
+    n = 1;
+  } else if (lead == 0xE0) {
+    n = 2;
+    lo = 0xA0;
+  } else if (in(lead, 0xE1, 0xEC) || in(lead, 0xEE, 0xEF)) {
+    n = 2;
+  } else if (lead == 0xED) {
+    n = 2;
+    hi = 0x9F;
+  } else if (lead == 0xF0) {
+    n = 3;
+    lo = 0x90;
+  } else if (in(lead, 0xF1, 0xF3)) {
+    n = 3;
+  } else if (lead == 0xF4) {
+    n = 3;
+    hi = 0x8F;
+  } else {
+    return nullptr;
+  }
+  if (static_cast<std::size_t>(end - p) <= n) return nullptr;
+  if (!in(byte(1), lo, hi)) return nullptr;
+  for (std::size_t i = 2; i <= n; ++i)
+    if (!in(byte(i), 0x80, 0xBF)) return nullptr;
+  return p + n + 1;
+}
+
+}  // namespace
+
+// Reads JSON text, checking it as strictly as Json::parse does, and tells whether each value's text is what
+// Json::dump would write for it. Any `false` (text that is not JSON, or nesting too deep) sends the page to
+// Json::parse, which then throws its own error or reads what the scanner would not.
+class ListPage::Scanner {
+ public:
+  // How a value's text compares with Json::dump's: the same, the same but for whitespace between tokens, or
+  // different in content (escape sequences, number formats, duplicate keys: only a DOM gives dump's text).
+  enum class Shape : std::uint8_t { Dump, Spaced, Other };
+
+  Scanner(std::string_view text, std::vector<ScannedMember>& members)
+      : p_(text.data()), end_(text.data() + text.size()), members_(members) {}
+
+  const char* pos() const { return p_; }
+  bool at_end() const { return p_ == end_; }
+  char peek() const { return p_ != end_ ? *p_ : '\0'; }
+  bool eat(char c) {
+    if (p_ == end_ || *p_ != c) return false;
+    ++p_;
+    return true;
+  }
+  // Whitespace between values of a container being read, which dump does not write.
+  void ws() {
+    const char* start = p_;
+    while (p_ != end_ && is_ws(*p_))
+      ++p_;
+    if (p_ != start && shape_ == Shape::Dump) shape_ = Shape::Spaced;
+  }
+  // Whitespace around the values the page is made of, which is no part of them.
+  void skip_ws() {
+    while (p_ != end_ && is_ws(*p_))
+      ++p_;
+  }
+
+  void begin_value() {
+    shape_ = Shape::Dump;
+    keys_.clear();
+  }
+  Shape shape() const { return shape_; }
+
+  // Reads one value into `h` and `m` (kind, numbers; `value` is its text, a string's without quotes). With
+  // `collect`, an object's members are appended to the member list.
+  bool value(ContentHasher& h, int depth, bool collect, ScannedMember& m) {
+    if (p_ == end_) return false;
+    const char* start = p_;
+    switch (*p_) {
+      case '{':
+        m.kind = ValueKind::Object;
+        if (!object(h, depth + 1, collect)) return false;
+        break;
+      case '[':
+        m.kind = ValueKind::Array;
+        if (!array(h, depth + 1)) return false;
+        break;
+      case '"': {
+        std::string_view s;
+        if (!string(s)) return false;
+        h.string(s);
+        m.kind = ValueKind::String;
+        m.value = s;
+        return true;
+      }
+      case 't':
+        if (!literal("true")) return false;
+        m.kind = ValueKind::True;
+        h.boolean(true);
+        break;
+      case 'f':
+        if (!literal("false")) return false;
+        m.kind = ValueKind::False;
+        h.boolean(false);
+        break;
+      case 'n':
+        if (!literal("null")) return false;
+        m.kind = ValueKind::Null;
+        h.null();
+        break;
+      default:
+        if (!number(h, m)) return false;
+        break;
+    }
+    m.value = std::string_view(start, static_cast<std::size_t>(p_ - start));
+    return true;
+  }
+
+  // A string at the opening quote; `content` is the text between the quotes. Escape sequences are checked
+  // and make the value Other: its decoded contents differ from its text.
+  bool string(std::string_view& content) {
+    ++p_;
+    const char* start = p_;
+    for (;;) {
+      while (p_ != end_ && kPlain[static_cast<unsigned char>(*p_)])
+        ++p_;
+      if (p_ == end_) return false;
+      const auto c = static_cast<unsigned char>(*p_);
+      if (c == '"') {
+        content = std::string_view(start, static_cast<std::size_t>(p_ - start));
+        ++p_;
+        return true;
+      }
+      if (c == '\\') {
+        shape_ = Shape::Other;
+        if (!escape()) return false;
+        continue;
+      }
+      if (c < 0x20) return false;  // control characters must be escaped
+      const char* next = utf8_sequence(p_, end_);
+      if (!next) return false;
+      p_ = next;
+    }
+  }
+
+ private:
+  bool literal(std::string_view word) {
+    if (static_cast<std::size_t>(end_ - p_) < word.size() || std::memcmp(p_, word.data(), word.size()) != 0)
+      return false;
+    p_ += word.size();
+    return true;
+  }
+
+  bool hex4(unsigned& cp) {
+    if (end_ - p_ < 4) return false;
+    cp = 0;
+    for (int i = 0; i < 4; ++i) {
+      const char c = *p_++;
+      cp <<= 4;
+      if (c >= '0' && c <= '9') {
+        cp |= static_cast<unsigned>(c - '0');
+      } else if (c >= 'a' && c <= 'f') {
+        cp |= static_cast<unsigned>(c - 'a' + 10);
+      } else if (c >= 'A' && c <= 'F') {
+        cp |= static_cast<unsigned>(c - 'A' + 10);
+      } else {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // An escape sequence at the backslash, with Json::parse's rule for surrogates: a high one must be followed
+  // by an escaped low one, and a low one must not stand alone.
+  bool escape() {
+    ++p_;
+    if (p_ == end_) return false;
+    switch (*p_++) {
+      case '"':
+      case '\\':
+      case '/':
+      case 'b':
+      case 'f':
+      case 'n':
+      case 'r':
+      case 't':
+        return true;
+      case 'u': {
+        unsigned cp = 0;
+        if (!hex4(cp)) return false;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+          if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') return false;
+          p_ += 2;
+          unsigned low = 0;
+          return hex4(low) && low >= 0xDC00 && low <= 0xDFFF;
+        }
+        return cp < 0xDC00 || cp > 0xDFFF;
+      }
+      default:
+        return false;
+    }
+  }
+
+  // A number, typed as Json::parse types it: an integer token is an int64 when negative and a uint64
+  // otherwise, and a float when it fits neither; a token with a fraction or exponent is a double.
+  bool number(ContentHasher& h, ScannedMember& m) {
+    const char* start = p_;
+    const bool negative = eat('-');
+    if (p_ == end_) return false;
+    if (*p_ == '0') {
+      ++p_;
+    } else if (*p_ >= '1' && *p_ <= '9') {
+      while (p_ != end_ && is_digit(*p_))
+        ++p_;
+    } else {
+      return false;
+    }
+    bool real = false;
+    if (eat('.')) {
+      const char* digits = p_;
+      while (p_ != end_ && is_digit(*p_))
+        ++p_;
+      if (p_ == digits) return false;
+      real = true;
+    }
+    if (p_ != end_ && (*p_ == 'e' || *p_ == 'E')) {
+      ++p_;
+      if (p_ != end_ && (*p_ == '+' || *p_ == '-')) ++p_;
+      const char* digits = p_;
+      while (p_ != end_ && is_digit(*p_))
+        ++p_;
+      if (p_ == digits) return false;
+      real = true;
+    }
+    const std::string_view token(start, static_cast<std::size_t>(p_ - start));
+    if (!real) {
+      std::uint64_t magnitude = 0;
+      const char* digits = start + (negative ? 1 : 0);
+      const auto r = std::from_chars(digits, p_, magnitude);
+      constexpr std::uint64_t kMinMagnitude = std::uint64_t{1} << 63;  // of INT64_MIN
+      if (r.ec == std::errc() && !negative) {
+        m.kind = magnitude <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())
+                     ? ValueKind::Integer
+                     : ValueKind::Unsigned;
+        m.integer = static_cast<std::int64_t>(magnitude);
+        h.number(static_cast<double>(magnitude));
+        return true;
+      }
+      if (r.ec == std::errc() && magnitude <= kMinMagnitude) {
+        if (magnitude == 0) shape_ = Shape::Other;  // "-0" is the integer 0, which dump writes as 0
+        m.kind = ValueKind::Integer;
+        m.integer = magnitude == kMinMagnitude ? std::numeric_limits<std::int64_t>::min()
+                                               : -static_cast<std::int64_t>(magnitude);
+        h.number(static_cast<double>(m.integer));
+        return true;
+      }
+      // Too large for either: a float to Json::parse, which dump writes in its own format.
+      shape_ = Shape::Other;
+      m.kind = ValueKind::Float;
+      return true;
+    }
+    double d = 0;
+    const auto r = std::from_chars(start, p_, d);
+    m.kind = ValueKind::Float;
+    if (r.ec != std::errc() || r.ptr != p_ || !std::isfinite(d)) {
+      shape_ = Shape::Other;  // out of double's range: left to Json::parse and dump
+      return true;
+    }
+    // The token is dump's text for the value only when dump's shortest round-trip form spells it the same.
+    std::array<char, 64> buf{};
+    const char* e = nlohmann::detail::to_chars(buf.data(), buf.data() + buf.size(), d);
+    if (std::string_view(buf.data(), static_cast<std::size_t>(e - buf.data())) != token)
+      shape_ = Shape::Other;
+    m.real = d;
+    h.number(d);
+    return true;
+  }
+
+  bool object(ContentHasher& h, int depth, bool collect) {
+    if (depth > kMaxDepth) return false;
+    ++p_;
+    h.begin_object();
+    const std::size_t base = keys_.size();
+    ws();
+    if (!eat('}')) {
+      for (;;) {
+        if (peek() != '"') return false;
+        std::string_view key;
+        if (!string(key)) return false;
+        if (shape_ != Shape::Other) {
+          // Json::parse keeps the last value of a repeated key at the first one's place; dump then differs.
+          if (keys_.size() - base >= kMaxKeysChecked) {
+            shape_ = Shape::Other;
+          } else {
+            for (std::size_t i = base; i < keys_.size(); ++i) {
+              if (keys_[i] == key) {
+                shape_ = Shape::Other;
+                break;
+              }
+            }
+          }
+        }
+        keys_.push_back(key);
+        ws();
+        if (!eat(':')) return false;
+        ws();
+        h.key(key);
+        ScannedMember m;
+        if (!value(h, depth, false, m)) return false;
+        if (collect) {
+          m.key = key;
+          members_.push_back(m);
+        }
+        ws();
+        if (eat(',')) {
+          ws();
+          continue;
+        }
+        if (eat('}')) break;
+        return false;
+      }
+    }
+    keys_.resize(base);
+    h.end_object();
+    return true;
+  }
+
+  bool array(ContentHasher& h, int depth) {
+    if (depth > kMaxDepth) return false;
+    ++p_;
+    h.begin_array();
+    ws();
+    if (!eat(']')) {
+      for (;;) {
+        ScannedMember m;
+        if (!value(h, depth, false, m)) return false;
+        ws();
+        if (eat(',')) {
+          ws();
+          continue;
+        }
+        if (eat(']')) break;
+        return false;
+      }
+    }
+    h.end_array();
+    return true;
+  }
+
+  const char* p_;
+  const char* end_;
+  std::vector<ScannedMember>& members_;
+  std::vector<std::string_view> keys_;  // keys of the objects being read, innermost last
+  Shape shape_ = Shape::Dump;
+};
+
+ListPage::ListPage(std::string body) : body_(std::move(body)) {
+  if (!scan()) read_whole_document();
+}
+
+ListPage::ListPage(const Json& rows) {
+  rows_.reserve(rows.size());
+  for (const auto& row : rows) {
+    PageRow r;
+    r.dom = &row;
+    r.hash = content_hash(row);
+    r.object = row.is_object();
+    rows_.push_back(r);
+  }
+  dom_rows_ = rows_.size();
+}
+
+namespace {
+constexpr const char* kNoRows = "the list response has no data.rows array";
+}
+
+// The fast way: false when the body needs Json::parse (it is not JSON, it nests too deep, or keys that
+// locate the rows are repeated or escaped, where only the DOM's rules tell which one counts).
+bool ListPage::scan() {
+  Scanner s(body_, members_);
+  ContentHasher ignored;
+  ScannedMember skipped;
+  bool seen_data = false;
+  bool seen_rows = false;
+  bool seen_headers = false;
+  bool rows_found = false;
+
+  // The rows array: each row is read on its own, into the member list or, when dump's text differs from
+  // upstream's in content, into a DOM of its own.
+  const auto read_rows = [&]() -> bool {
+    s.eat('[');
+    s.skip_ws();
+    if (s.eat(']')) return true;
+    for (;;) {
+      const char* start = s.pos();
+      s.begin_value();
+      ContentHasher h;
+      const auto first = members_.size();
+      ScannedMember m;
+      const bool object = s.peek() == '{';
+      if (!s.value(h, 1, object, m)) return false;
+      const std::string_view text(start, static_cast<std::size_t>(s.pos() - start));
+      PageRow row;
+      row.object = object;
+      if (s.shape() == Scanner::Shape::Other) {
+        members_.resize(first);
+        try {
+          row.dom = &dom_.emplace_back(Json::parse(text));
+        } catch (const Json::exception&) {
+          return false;  // the whole body's parse reports it, with the position in the body
+        }
+        row.hash = content_hash(*row.dom);
+        ++dom_rows_;
+      } else {
+        row.hash = h.value();
+        row.first_member = static_cast<std::uint32_t>(first);
+        row.member_count = static_cast<std::uint32_t>(members_.size() - first);
+        if (s.shape() == Scanner::Shape::Spaced) {
+          auto& compact = stripped_.emplace_back();
+          append_without_whitespace(text, compact);
+          row.text = compact;
+          row.spaced = true;
+        } else {
+          row.text = text;
+        }
+      }
+      rows_.push_back(row);
+      s.skip_ws();
+      if (s.eat(',')) {
+        s.skip_ws();
+        continue;
+      }
+      return s.eat(']');
+    }
+  };
+
+  // Reads an object's members, handing each key to `on_member`, which reads the value.
+  const auto members = [&](auto&& on_member) -> bool {
+    s.eat('{');
+    s.skip_ws();
+    if (s.eat('}')) return true;
+    for (;;) {
+      if (s.peek() != '"') return false;
+      s.begin_value();
+      std::string_view key;
+      if (!s.string(key)) return false;
+      if (s.shape() == Scanner::Shape::Other) return false;  // an escaped key might spell "data" or "rows"
+      s.skip_ws();
+      if (!s.eat(':')) return false;
+      s.skip_ws();
+      if (!on_member(key)) return false;
+      s.skip_ws();
+      if (s.eat(',')) {
+        s.skip_ws();
+        continue;
+      }
+      return s.eat('}');
+    }
+  };
+  const auto skip = [&]() { return s.value(ignored, 1, false, skipped); };
+
+  const auto data_member = [&](std::string_view key) -> bool {
+    if (key == "rows") {
+      if (seen_rows) return false;
+      seen_rows = true;
+      if (s.peek() != '[') return skip();
+      rows_found = true;
+      return read_rows();
+    }
+    if (key == "headers") {
+      if (seen_headers) return false;
+      seen_headers = true;
+      const char* start = s.pos();
+      if (!skip()) return false;
+      if (skipped.kind == ValueKind::Array)
+        headers_text_ = std::string_view(start, static_cast<std::size_t>(s.pos() - start));
+      return true;
+    }
+    return skip();
+  };
+  const auto top_member = [&](std::string_view key) -> bool {
+    if (key != "data") return skip();
+    if (seen_data) return false;
+    seen_data = true;
+    if (s.peek() != '{') return skip();
+    return members(data_member);
+  };
+
+  s.skip_ws();
+  if (s.peek() != '{') return false;
+  if (!members(top_member)) return false;
+  s.skip_ws();
+  if (!s.at_end()) return false;
+  if (!rows_found) throw std::runtime_error(kNoRows);
+  return true;
+}
+
+void ListPage::read_whole_document() {
+  rows_.clear();
+  members_.clear();
+  dom_.clear();
+  stripped_.clear();
+  headers_text_ = {};
+  const Json& doc = dom_.emplace_back(Json::parse(body_));
+  const Json* rows = nullptr;
+  const Json* data = nullptr;
+  if (auto d = doc.find("data"); d != doc.end() && d->is_object()) {
+    data = &*d;
+    if (auto r = data->find("rows"); r != data->end() && r->is_array()) rows = &*r;
+  }
+  if (!rows) throw std::runtime_error(kNoRows);
+  if (auto h = data->find("headers"); h != data->end() && h->is_array()) headers_dom_ = &*h;
+  rows_.reserve(rows->size());
+  for (const auto& row : *rows) {
+    PageRow r;
+    r.dom = &row;
+    r.hash = content_hash(row);
+    r.object = row.is_object();
+    rows_.push_back(r);
+  }
+  dom_rows_ = rows_.size();
+}
+
+const ScannedMember* ListPage::member(const PageRow& row, std::string_view key) const {
+  for (const auto& m : members(row))
+    if (m.key == key) return &m;
+  return nullptr;
+}
+
+std::optional<RecordId> ListPage::record_id(const PageRow& row, const std::string& key) const {
+  if (row.dom) {
+    if (!row.dom->is_object()) return std::nullopt;
+    auto it = row.dom->find(key);
+    if (it == row.dom->end()) return std::nullopt;
+    return record_id_from_json(*it);
+  }
+  const ScannedMember* m = member(row, key);
+  if (!m) return std::nullopt;
+  switch (m->kind) {
+    case ValueKind::Integer:
+    case ValueKind::Unsigned:
+      return RecordId{m->integer};
+    case ValueKind::String:
+      if (m->value.empty()) return std::nullopt;
+      return RecordId{std::string(m->value)};
+    default:
+      return std::nullopt;
+  }
+}
+
+std::optional<Json> ListPage::headers() const {
+  if (headers_dom_) return *headers_dom_;
+  if (headers_text_.empty()) return std::nullopt;
+  return Json::parse(headers_text_);
+}
+
+void append_without_whitespace(std::string_view text, std::string& out) {
+  out.reserve(out.size() + text.size());
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < text.size()) {
+        out += text[++i];
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (is_ws(c)) continue;
+    out += c;
+    if (c == '"') in_string = true;
+  }
+}
+
+}  // namespace knosc::replica

@@ -1,0 +1,625 @@
+#include "replica/outbox.hpp"
+
+#include <SQLiteCpp/Statement.h>
+#include <SQLiteCpp/Transaction.h>
+
+#include <set>
+
+#include "replica/content_hash.hpp"
+#include "replica/record_lookup.hpp"
+#include "replica/record_view.hpp"
+
+namespace knosc::replica {
+namespace {
+
+void bind_id(SQLite::Statement& st, int index, const RecordId& id) {
+  if (const auto* i = std::get_if<std::int64_t>(&id)) {
+    st.bind(index, *i);
+  } else {
+    st.bind(index, std::get<std::string>(id));
+  }
+}
+
+std::optional<RecordId> column_id(const SQLite::Column& c) {
+  if (c.isInteger()) return RecordId{static_cast<std::int64_t>(c.getInt64())};
+  if (c.isText()) return RecordId{c.getString()};
+  return std::nullopt;
+}
+
+// Local ids a record names besides its own: keys ending in " Id" (how Knosc stores a reference next to its
+// business number) holding a negative integer, in the record and its lines. Local ids come from one counter
+// for every resource, so the id alone names the record.
+void collect_needs(const Json& v, const std::string& key, std::set<std::int64_t>& out) {
+  if (v.is_object()) {
+    for (const auto& [k, child] : v.items())
+      if (k != "id") collect_needs(child, k, out);
+  } else if (v.is_array()) {
+    for (const auto& child : v)
+      collect_needs(child, "", out);
+  } else if (v.is_number_integer() && v.get<std::int64_t>() < 0 && key.size() > 3 &&
+             key.compare(key.size() - 3, 3, " Id") == 0) {
+    out.insert(v.get<std::int64_t>());
+  }
+}
+
+Json parse_optional(const SQLite::Column& c) {
+  if (c.isNull()) return Json();
+  return Json::parse(c.getString(), nullptr, false);
+}
+
+// Records touched by `seq` that no other open entry (queued or waiting on a conflict) touches.
+std::vector<std::pair<std::string, RecordId>> released_records(Replica& rep, std::int64_t seq) {
+  std::vector<std::pair<std::string, RecordId>> out;
+  SQLite::Statement q(
+      rep.db(),
+      "SELECT t.resource, t.id FROM outbox_touch t WHERE t.seq = ?1 AND NOT EXISTS ("
+      "SELECT 1 FROM outbox_touch o JOIN outbox e ON e.seq = o.seq WHERE o.resource = t.resource "
+      "AND o.id = t.id AND o.seq != ?1 AND e.state IN ('queued', 'conflict'))");
+  q.bind(1, seq);
+  while (q.executeStep())
+    if (auto id = column_id(q.getColumn(1))) out.emplace_back(q.getColumn(0).getString(), *id);
+  return out;
+}
+
+void set_state(Replica& rep, std::int64_t seq, const std::string& state,
+               const std::optional<std::string>& error, std::int64_t now) {
+  SQLite::Statement up(rep.db(),
+                       "UPDATE outbox SET state = ?2, last_error = COALESCE(?3, last_error), done_at = ?4, "
+                       "next_attempt_at = NULL WHERE seq = ?1");
+  up.bind(1, seq);
+  up.bind(2, state);
+  if (error) {
+    up.bind(3, *error);
+  } else {
+    up.bind(3);
+  }
+  up.bind(4, now);
+  up.exec();
+}
+
+}  // namespace
+
+bool is_local_id(const RecordId& id) {
+  if (const auto* i = std::get_if<std::int64_t>(&id)) return *i < 0;
+  return std::get<std::string>(id).rfind(kLocalStringIdPrefix, 0) == 0;
+}
+
+RecordId allocate_local_id(Replica& rep, const schema::Resource& res) {
+  // One counter for every resource, so a local id names one record whatever its resource (see collect_needs).
+  const bool integer = res.id_type == schema::IdType::Integer;
+  const std::string counter = integer ? "local-integer" : "local-string";
+  SQLite::Statement up(rep.db(),
+                       "INSERT INTO id_counter (name, next) VALUES (?1, 2) "
+                       "ON CONFLICT (name) DO UPDATE SET next = next + 1 RETURNING next - 1");
+  up.bind(1, counter);
+  if (!up.executeStep()) throw std::runtime_error("the local id counter did not advance");
+  const std::int64_t n = up.getColumn(0).getInt64();
+  up.reset();
+  if (integer) return RecordId{-n};
+  return RecordId{std::string(kLocalStringIdPrefix) + std::to_string(n)};
+}
+
+LocalWrite write_locally(Replica& rep, const EditRequest& request, const std::string& local_user,
+                         std::int64_t now) {
+  LocalWrite out;
+  SQLite::Transaction tx(rep.db());
+  ReplicaLookup lookup(rep);
+  std::vector<std::pair<const schema::Resource*, RecordId>> created;
+  const LocalIdAllocator next_id = [&](const schema::Resource& res) {
+    auto id = allocate_local_id(rep, res);
+    created.emplace_back(&res, id);
+    return id;
+  };
+  out.outcome = plan_edit(rep.catalog(), lookup, request, next_id);
+  auto* plan = std::get_if<EditPlan>(&out.outcome);
+  if (!plan) return out;  // the transaction rolls back: nothing changed, no local id used
+
+  // The base: the record as the tool saw it before this edit (after earlier local edits, if any), which the
+  // push merges against what Knosc has by then.
+  std::optional<Json> base;
+  if (plan->op != "create") base = compose_record(rep, *plan->res, plan->id);
+
+  std::set<std::int64_t> needs;
+  for (const auto& r : plan->records) {
+    rep.store_local_version(*r.res, r.id, r.record, now);
+    if (r.record) collect_needs(*r.record, "", needs);
+  }
+  for (const auto& [res, id] : created) {
+    if (const auto* i = std::get_if<std::int64_t>(&id)) needs.erase(*i);
+    SQLite::Statement ins(rep.db(),
+                          "INSERT INTO local_id (resource, local_id, created_at) VALUES (?1, ?2, ?3)");
+    ins.bind(1, res->name);
+    if (const auto* i = std::get_if<std::int64_t>(&id)) {
+      ins.bind(2, *i);
+    } else {
+      ins.bind(2, std::get<std::string>(id));
+    }
+    ins.bind(3, now);
+    ins.exec();
+  }
+  if (const auto* own = std::get_if<std::int64_t>(&plan->id)) needs.erase(*own);
+
+  std::string path = "/" + request.path.front();
+  for (std::size_t i = 1; i < request.path.size(); ++i)
+    path += "/" + request.path[i];
+  SQLite::Statement ins(
+      rep.db(),
+      "INSERT INTO outbox (resource, record_id, op, method, path, request, base, local_user, "
+      "created_at, refs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING seq");
+  ins.bind(1, plan->res->name);
+  bind_id(ins, 2, plan->id);
+  ins.bind(3, plan->op);
+  ins.bind(4, request.method);
+  ins.bind(5, path);
+  if (request.body) {
+    ins.bind(6, request.body->dump());
+  } else {
+    ins.bind(6);
+  }
+  if (base) {
+    ins.bind(7, base->dump());
+  } else {
+    ins.bind(7);
+  }
+  ins.bind(8, local_user);
+  ins.bind(9, now);
+  if (needs.empty()) {
+    ins.bind(10);
+  } else {
+    ins.bind(10, Json(std::vector<std::int64_t>(needs.begin(), needs.end())).dump());
+  }
+  if (!ins.executeStep()) throw std::runtime_error("the outbox entry was not stored");
+  out.seq = ins.getColumn(0).getInt64();
+  ins.reset();
+
+  std::set<std::pair<std::string, std::string>> seen;
+  for (const auto& r : plan->records) {
+    if (!seen.insert({r.res->name, to_string(r.id)}).second) continue;
+    SQLite::Statement t(rep.db(),
+                        "INSERT OR IGNORE INTO outbox_touch (resource, id, seq) VALUES (?1, ?2, ?3)");
+    t.bind(1, r.res->name);
+    bind_id(t, 2, r.id);
+    t.bind(3, out.seq);
+    t.exec();
+  }
+  tx.commit();
+  return out;
+}
+
+void Replica::store_local_version(const schema::Resource& res, const RecordId& id,
+                                  const std::optional<Json>& record, std::int64_t now) {
+  {
+    // Upstream's version is what `record` holds until the first local edit; later edits keep it as it is.
+    SQLite::Statement mark(
+        db(),
+        "INSERT INTO pending_record (resource, id, upstream_body, upstream_hash, seen_at, since) "
+        "SELECT ?1, ?2, body, body_hash, updated_at, ?3 FROM record "
+        "WHERE resource = ?1 AND id = ?2 ON CONFLICT (resource, id) DO NOTHING");
+    mark.bind(1, res.name);
+    bind_id(mark, 2, id);
+    mark.bind(3, now);
+    mark.exec();
+    SQLite::Statement fresh(db(),
+                            "INSERT OR IGNORE INTO pending_record (resource, id, since) VALUES (?1, ?2, ?3)");
+    fresh.bind(1, res.name);
+    bind_id(fresh, 2, id);
+    fresh.bind(3, now);
+    fresh.exec();
+  }
+  if (!record) {
+    SQLite::Statement rm(db(), "DELETE FROM record WHERE resource = ?1 AND id = ?2");
+    rm.bind(1, res.name);
+    bind_id(rm, 2, id);
+    rm.exec();
+    return;
+  }
+  std::set<std::string> set_aside(res.nested.begin(), res.nested.end());
+  for (const auto& d : res.derived)
+    set_aside.insert(d.key);
+  if (!res.lines.empty()) set_aside.insert("details");
+  Json row = Json::object();
+  Json nested = Json::object();
+  for (const auto& [k, v] : record->items()) {
+    if (!set_aside.count(k)) {
+      row[k] = v;
+    } else if (std::find(res.nested.begin(), res.nested.end(), k) != res.nested.end()) {
+      nested[k] = v;
+    }
+  }
+  write_row(res, row, now);
+  if (res.has_nested()) {
+    SQLite::Statement up(db(),
+                         "UPDATE record SET nested = ?3, nested_hash = ?4, nested_at = ?5 "
+                         "WHERE resource = ?1 AND id = ?2");
+    up.bind(1, res.name);
+    bind_id(up, 2, id);
+    up.bind(3, nested.dump());
+    up.bind(4, static_cast<std::int64_t>(content_hash(nested)));
+    up.bind(5, now);
+    up.exec();
+  }
+  if (!res.lines.empty()) {
+    auto details = record->find("details");
+    if (details == record->end() || !details->is_array()) return;
+    const auto& lines = catalog().at(res.lines);
+    std::set<std::string> kept;
+    for (const auto& line : *details) {
+      auto lid = line.is_object() && line.contains("id") ? record_id_from_json(line["id"]) : std::nullopt;
+      if (!lid) continue;
+      kept.insert(to_string(*lid));
+      SQLite::Statement same(db(), "SELECT body_hash FROM record WHERE resource = ?1 AND id = ?2");
+      same.bind(1, lines.name);
+      bind_id(same, 2, *lid);
+      if (same.executeStep() && same.getColumn(0).getInt64() == static_cast<std::int64_t>(content_hash(line)))
+        continue;
+      same.reset();
+      store_local_version(lines, *lid, line, now);
+    }
+    std::vector<RecordId> gone;
+    SQLite::Statement q(
+        db(), "SELECT id FROM record WHERE resource = ?1 AND parent_id = ?2 AND parent_id IS NOT NULL");
+    q.bind(1, lines.name);
+    bind_id(q, 2, id);
+    while (q.executeStep())
+      if (auto lid = column_id(q.getColumn(0)); lid && !kept.count(to_string(*lid))) gone.push_back(*lid);
+    q.reset();
+    for (const auto& lid : gone)
+      store_local_version(lines, lid, std::nullopt, now);
+  }
+}
+
+namespace {
+
+OutboxEntry entry_from(SQLite::Statement& q) {
+  OutboxEntry e;
+  e.seq = q.getColumn(0).getInt64();
+  e.resource = q.getColumn(1).getString();
+  e.record_id = column_id(q.getColumn(2)).value_or(RecordId{std::int64_t{0}});
+  e.op = q.getColumn(3).getString();
+  e.method = q.getColumn(4).getString();
+  e.path = q.getColumn(5).getString();
+  if (!q.getColumn(6).isNull()) e.request = parse_optional(q.getColumn(6));
+  if (!q.getColumn(7).isNull()) e.base = parse_optional(q.getColumn(7));
+  e.local_user = q.getColumn(8).getString();
+  e.created_at = q.getColumn(9).getInt64();
+  e.state = q.getColumn(10).getString();
+  e.attempts = q.getColumn(11).getInt();
+  if (!q.getColumn(12).isNull()) e.next_attempt_at = q.getColumn(12).getInt64();
+  if (!q.getColumn(13).isNull()) e.last_error = q.getColumn(13).getString();
+  if (!q.getColumn(14).isNull()) {
+    auto refs = parse_optional(q.getColumn(14));
+    if (refs.is_array())
+      for (const auto& v : refs)
+        if (v.is_number_integer()) e.needs.push_back(v.get<std::int64_t>());
+  }
+  e.upstream_id = column_id(q.getColumn(15));
+  if (!q.getColumn(16).isNull()) e.conflict_id = q.getColumn(16).getInt64();
+  e.outcome_unknown = q.getColumn(17).getInt() != 0;
+  if (!q.getColumn(18).isNull()) e.create_guard = parse_optional(q.getColumn(18));
+  return e;
+}
+
+constexpr const char* kEntryColumns =
+    "SELECT seq, resource, record_id, op, method, path, request, base, local_user, created_at, state, "
+    "attempts, next_attempt_at, last_error, refs, upstream_id, conflict_id, outcome_unknown, create_guard "
+    "FROM outbox ";
+
+}  // namespace
+
+std::vector<OutboxEntry> open_entries(Replica& rep, std::int64_t after_seq, std::size_t limit) {
+  std::vector<OutboxEntry> out;
+  SQLite::Statement q(rep.db(), std::string(kEntryColumns) +
+                                    "WHERE seq > ?2 AND state IN ('queued', 'conflict', 'rejected') "
+                                    "ORDER BY seq LIMIT ?1");
+  q.bind(1, static_cast<std::int64_t>(limit));
+  q.bind(2, after_seq);
+  while (q.executeStep())
+    out.push_back(entry_from(q));
+  return out;
+}
+
+std::optional<OutboxEntry> outbox_entry(Replica& rep, std::int64_t seq) {
+  SQLite::Statement q(rep.db(), std::string(kEntryColumns) + "WHERE seq = ?1");
+  q.bind(1, seq);
+  if (!q.executeStep()) return std::nullopt;
+  return entry_from(q);
+}
+
+std::vector<std::pair<std::string, std::int64_t>> outbox_counts(Replica& rep) {
+  std::vector<std::pair<std::string, std::int64_t>> out;
+  SQLite::Statement q(rep.db(), "SELECT state, COUNT(*) FROM outbox GROUP BY state ORDER BY state");
+  while (q.executeStep())
+    out.emplace_back(q.getColumn(0).getString(), q.getColumn(1).getInt64());
+  return out;
+}
+
+Json guard_create(Replica& rep, std::int64_t seq, const std::string& reporter_email, std::int64_t now) {
+  auto entry = outbox_entry(rep, seq);
+  if (!entry) throw std::invalid_argument("guard_create: no outbox entry " + std::to_string(seq));
+  if (entry->create_guard) return *entry->create_guard;
+  const auto& res = rep.catalog().at(entry->resource);
+  const Json request = entry->request.value_or(Json::object());
+  Json not_ours = Json::array();
+  std::string sql = "SELECT id FROM record WHERE resource = ?1";
+  std::vector<std::pair<std::string, Json>> match;
+  if (!res.business_key.empty()) {
+    for (const auto& k : res.business_key)
+      match.emplace_back(k, request.contains(k) ? request[k] : Json());
+  } else {
+    match.emplace_back("Reporter Email", request.value("Reporter Email", Json(reporter_email)));
+  }
+  for (std::size_t i = 0; i < match.size(); ++i)
+    sql += " AND json_extract(body, ?" + std::to_string(2 * i + 2) + ") IS ?" + std::to_string(2 * i + 3);
+  SQLite::Statement q(rep.db(), sql);
+  q.bind(1, res.name);
+  for (std::size_t i = 0; i < match.size(); ++i) {
+    const int p = static_cast<int>(2 * i + 2);
+    q.bind(p, "$.\"" + match[i].first + "\"");
+    const auto& v = match[i].second;
+    if (v.is_string()) {
+      q.bind(p + 1, v.get<std::string>());
+    } else if (v.is_number_integer()) {
+      q.bind(p + 1, v.get<std::int64_t>());
+    } else if (v.is_number()) {
+      q.bind(p + 1, v.get<double>());
+    } else {
+      q.bind(p + 1);
+    }
+  }
+  while (q.executeStep())
+    if (auto id = column_id(q.getColumn(0)); id && !is_local_id(*id))
+      not_ours.push_back(std::holds_alternative<std::int64_t>(*id) ? Json(std::get<std::int64_t>(*id))
+                                                                   : Json(std::get<std::string>(*id)));
+  q.reset();
+  Json guard{{"sent_at", now}, {"not_ours", not_ours}};
+  SQLite::Statement up(rep.db(), "UPDATE outbox SET create_guard = ?2 WHERE seq = ?1");
+  up.bind(1, seq);
+  up.bind(2, guard.dump());
+  up.exec();
+  return guard;
+}
+
+void retry_entry(Replica& rep, std::int64_t seq, std::int64_t next_attempt_at, const std::string& error,
+                 bool outcome_unknown) {
+  SQLite::Statement up(rep.db(),
+                       "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, "
+                       "outcome_unknown = ?4 WHERE seq = ?1");
+  up.bind(1, seq);
+  up.bind(2, next_attempt_at);
+  up.bind(3, error);
+  up.bind(4, outcome_unknown ? 1 : 0);
+  up.exec();
+}
+
+void remap_local_id(Replica& rep, const schema::Resource& res, const RecordId& local_id,
+                    const RecordId& server_id) {
+  auto& db = rep.db();
+  SQLite::Transaction tx(db);
+  const auto exec = [&](const char* sql) {
+    SQLite::Statement st(db, sql);
+    st.bind(1, res.name);
+    bind_id(st, 2, local_id);
+    bind_id(st, 3, server_id);
+    st.exec();
+  };
+  // A pass may have listed the new record under its server id before this: that row is upstream's version,
+  // which the caller stores again right after; the local row (with its edits still queued) takes its place.
+  exec("DELETE FROM record WHERE resource = ?1 AND id = ?3 AND ?2 IS NOT NULL");
+  exec("UPDATE record SET id = ?3, body = json_set(body, '$.id', ?3) WHERE resource = ?1 AND id = ?2");
+  exec("DELETE FROM pending_record WHERE resource = ?1 AND id = ?3 AND ?2 IS NOT NULL");
+  exec("UPDATE pending_record SET id = ?3 WHERE resource = ?1 AND id = ?2");
+  exec("UPDATE outbox_touch SET id = ?3 WHERE resource = ?1 AND id = ?2");
+  exec("UPDATE local_id SET server_id = ?3 WHERE resource = ?1 AND local_id = ?2");
+  {
+    // Later entries of the record name it by its server id from now on.
+    SQLite::Statement up(db,
+                         "UPDATE outbox SET record_id = ?3, path = '/' || resource || '/' || ?4 "
+                         "WHERE resource = ?1 AND record_id = ?2 AND path = '/' || resource || '/' || ?5");
+    up.bind(1, res.name);
+    bind_id(up, 2, local_id);
+    bind_id(up, 3, server_id);
+    up.bind(4, to_string(server_id));
+    up.bind(5, to_string(local_id));
+    up.exec();
+    SQLite::Statement own(db,
+                          "UPDATE outbox SET record_id = ?3, upstream_id = ?3 WHERE resource = ?1 AND "
+                          "record_id = ?2");
+    own.bind(1, res.name);
+    bind_id(own, 2, local_id);
+    bind_id(own, 3, server_id);
+    own.exec();
+  }
+  if (!res.lines.empty()) {
+    const auto& lines = rep.catalog().at(res.lines);
+    SQLite::Statement up(db,
+                         "UPDATE record SET parent_id = ?3, body = json_set(body, ?4, ?3) "
+                         "WHERE resource = ?1 AND parent_id = ?2 AND parent_id IS NOT NULL");
+    up.bind(1, lines.name);
+    bind_id(up, 2, local_id);
+    bind_id(up, 3, server_id);
+    up.bind(4, "$.\"" + lines.parent_key + "\"");
+    up.exec();
+  }
+  if (const auto* n = std::get_if<std::int64_t>(&local_id)) {
+    // Entries that waited for this create may go now.
+    SQLite::Statement q(db, "SELECT seq, refs FROM outbox WHERE refs IS NOT NULL AND state != 'done'");
+    std::vector<std::pair<std::int64_t, std::string>> changed;
+    while (q.executeStep()) {
+      auto refs = Json::parse(q.getColumn(1).getString(), nullptr, false);
+      if (!refs.is_array()) continue;
+      Json kept = Json::array();
+      for (const auto& v : refs)
+        if (!(v.is_number_integer() && v.get<std::int64_t>() == *n)) kept.push_back(v);
+      if (kept.size() != refs.size())
+        changed.emplace_back(q.getColumn(0).getInt64(), kept.empty() ? "" : kept.dump());
+    }
+    q.reset();
+    for (const auto& [seq, refs] : changed) {
+      SQLite::Statement up(db, "UPDATE outbox SET refs = ?2 WHERE seq = ?1");
+      up.bind(1, seq);
+      if (refs.empty()) {
+        up.bind(2);
+      } else {
+        up.bind(2, refs);
+      }
+      up.exec();
+    }
+  }
+  tx.commit();
+}
+
+std::vector<std::pair<std::string, RecordId>> complete_entry(Replica& rep, std::int64_t seq,
+                                                             std::int64_t now) {
+  SQLite::Transaction tx(rep.db());
+  set_state(rep, seq, "done", std::nullopt, now);
+  auto released = released_records(rep, seq);
+  for (const auto& [name, id] : released)
+    rep.clear_pending(rep.catalog().at(name), id);
+  tx.commit();
+  return released;
+}
+
+std::vector<std::pair<std::string, RecordId>> reject_entry(Replica& rep, std::int64_t seq,
+                                                           const std::string& error, std::int64_t now) {
+  SQLite::Transaction tx(rep.db());
+  set_state(rep, seq, "rejected", error, now);
+  auto released = released_records(rep, seq);
+  for (const auto& [name, id] : released)
+    rep.clear_pending(rep.catalog().at(name), id);
+  tx.commit();
+  return released;
+}
+
+std::int64_t park_conflict(Replica& rep, std::int64_t seq, const std::string& kind, const Json& base,
+                           const Json& local, const Json& remote, const Json& fields, std::int64_t now) {
+  auto entry = outbox_entry(rep, seq);
+  if (!entry) throw std::invalid_argument("park_conflict: no outbox entry " + std::to_string(seq));
+  SQLite::Transaction tx(rep.db());
+  SQLite::Statement ins(rep.db(),
+                        "INSERT INTO conflict (outbox_seq, resource, record_id, base, local, remote, fields, "
+                        "created_at, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id");
+  ins.bind(1, seq);
+  ins.bind(2, entry->resource);
+  bind_id(ins, 3, entry->record_id);
+  ins.bind(4, base.dump());
+  ins.bind(5, local.dump());
+  ins.bind(6, remote.dump());
+  ins.bind(7, fields.dump());
+  ins.bind(8, now);
+  ins.bind(9, kind);
+  if (!ins.executeStep()) throw std::runtime_error("the conflict was not stored");
+  const auto id = ins.getColumn(0).getInt64();
+  ins.reset();
+  SQLite::Statement up(rep.db(), "UPDATE outbox SET state = 'conflict', conflict_id = ?2 WHERE seq = ?1");
+  up.bind(1, seq);
+  up.bind(2, id);
+  up.exec();
+  tx.commit();
+  return id;
+}
+
+namespace {
+
+ConflictRow conflict_from(SQLite::Statement& q) {
+  ConflictRow c;
+  c.id = q.getColumn(0).getInt64();
+  c.outbox_seq = q.getColumn(1).getInt64();
+  c.resource = q.getColumn(2).getString();
+  c.record_id = column_id(q.getColumn(3)).value_or(RecordId{std::int64_t{0}});
+  c.kind = q.getColumn(4).getString();
+  c.base = parse_optional(q.getColumn(5));
+  c.local = parse_optional(q.getColumn(6));
+  c.remote = parse_optional(q.getColumn(7));
+  c.fields = parse_optional(q.getColumn(8));
+  c.created_at = q.getColumn(9).getInt64();
+  if (!q.getColumn(10).isNull()) c.resolved_at = q.getColumn(10).getInt64();
+  if (!q.getColumn(11).isNull()) c.resolution = q.getColumn(11).getString();
+  if (!q.getColumn(12).isNull()) c.resolved_by = q.getColumn(12).getString();
+  return c;
+}
+
+constexpr const char* kConflictColumns =
+    "SELECT id, outbox_seq, resource, record_id, kind, base, local, remote, fields, created_at, resolved_at, "
+    "resolution, resolved_by FROM conflict ";
+
+void settle_conflict(Replica& rep, std::int64_t seq, const std::string& resolution, const std::string& user,
+                     std::int64_t now) {
+  SQLite::Statement up(rep.db(),
+                       "UPDATE conflict SET resolved_at = ?2, resolution = ?3, resolved_by = ?4 "
+                       "WHERE outbox_seq = ?1 AND resolved_at IS NULL");
+  up.bind(1, seq);
+  up.bind(2, now);
+  up.bind(3, resolution);
+  up.bind(4, user);
+  up.exec();
+}
+
+}  // namespace
+
+std::optional<ConflictRow> conflict_row(Replica& rep, std::int64_t id) {
+  SQLite::Statement q(rep.db(), std::string(kConflictColumns) + "WHERE id = ?1");
+  q.bind(1, id);
+  if (!q.executeStep()) return std::nullopt;
+  return conflict_from(q);
+}
+
+std::vector<ConflictRow> conflict_rows(Replica& rep, bool include_resolved, std::size_t limit) {
+  std::vector<ConflictRow> out;
+  SQLite::Statement q(rep.db(), std::string(kConflictColumns) +
+                                    (include_resolved ? "" : "WHERE resolved_at IS NULL ") +
+                                    "ORDER BY id LIMIT ?1");
+  q.bind(1, static_cast<std::int64_t>(limit));
+  while (q.executeStep())
+    out.push_back(conflict_from(q));
+  return out;
+}
+
+void requeue_entry(Replica& rep, std::int64_t seq, const std::string& op, const std::string& method,
+                   const std::string& path, const Json& request, const Json& base,
+                   const std::string& resolution, const std::string& user, std::int64_t now) {
+  SQLite::Transaction tx(rep.db());
+  settle_conflict(rep, seq, resolution, user, now);
+  SQLite::Statement up(rep.db(),
+                       "UPDATE outbox SET state = 'queued', op = ?2, method = ?3, path = ?4, request = ?5, "
+                       "base = ?6, attempts = 0, next_attempt_at = NULL, conflict_id = NULL, "
+                       "outcome_unknown = 0 WHERE seq = ?1");
+  up.bind(1, seq);
+  up.bind(2, op);
+  up.bind(3, method);
+  up.bind(4, path);
+  up.bind(5, request.dump());
+  up.bind(6, base.dump());
+  up.exec();
+  tx.commit();
+}
+
+std::vector<std::pair<std::string, RecordId>> drop_entry(Replica& rep, std::int64_t seq,
+                                                         const std::string& resolution,
+                                                         const std::string& user, std::int64_t now) {
+  SQLite::Transaction tx(rep.db());
+  settle_conflict(rep, seq, resolution, user, now);
+  set_state(rep, seq, "dropped", std::nullopt, now);
+  auto released = released_records(rep, seq);
+  for (const auto& [name, id] : released)
+    rep.clear_pending(rep.catalog().at(name), id);
+  tx.commit();
+  return released;
+}
+
+std::optional<Json> pending_upstream(Replica& rep, const schema::Resource& res, const RecordId& id) {
+  SQLite::Statement q(rep.db(), "SELECT upstream_body FROM pending_record WHERE resource = ?1 AND id = ?2");
+  q.bind(1, res.name);
+  bind_id(q, 2, id);
+  if (!q.executeStep() || q.getColumn(0).isNull()) return std::nullopt;
+  return Json::parse(q.getColumn(0).getString());
+}
+
+std::optional<RecordId> server_id_of(Replica& rep, const schema::Resource& res, std::int64_t local_id) {
+  SQLite::Statement q(rep.db(), "SELECT server_id FROM local_id WHERE resource = ?1 AND local_id = ?2");
+  q.bind(1, res.name);
+  q.bind(2, local_id);
+  if (!q.executeStep()) return std::nullopt;
+  return column_id(q.getColumn(0));
+}
+
+}  // namespace knosc::replica

@@ -1,0 +1,827 @@
+#include "sync/pusher.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <deque>
+#include <map>
+#include <random>
+#include <set>
+
+#include "conflict/create_match.hpp"
+#include "conflict/push_order.hpp"
+#include "conflict/record_merge.hpp"
+#include "replica/outbox.hpp"
+#include "replica/record_view.hpp"
+#include "sync/push_shape.hpp"
+#include "sync/record_fetch.hpp"
+
+namespace knosc::sync {
+namespace {
+
+using Json = nlohmann::ordered_json;
+using replica::OutboxEntry;
+using replica::RecordId;
+using Released = std::vector<std::pair<std::string, RecordId>>;
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+conflict::TimePoint from_unix(std::int64_t t) {
+  return conflict::TimePoint(std::chrono::seconds(t));
+}
+
+// Knosc's refusal as kept with a rejected entry and shown to a person.
+std::string error_text(const ApiResult& r) {
+  Json e = Json::object();
+  e["status"] = r.status;
+  if (!r.code.empty()) e["Code"] = r.code;
+  e["Message"] = r.message.empty() ? r.response.body.substr(0, 500) : r.message;
+  return e.dump();
+}
+
+// The id after the resource in an outbox path ("/purchase-order/42" -> "42"), if the path names a record.
+std::optional<std::string> path_id(const std::string& path, const std::string& resource) {
+  const std::string prefix = "/" + resource + "/";
+  if (path.rfind(prefix, 0) != 0) return std::nullopt;
+  auto rest = path.substr(prefix.size());
+  if (rest.empty() || rest.find('/') != std::string::npos) return std::nullopt;
+  return rest;
+}
+
+std::optional<std::string> id_text(const Json& v) {
+  if (v.is_number_integer()) return std::to_string(v.get<std::int64_t>());
+  if (v.is_string() && !v.get<std::string>().empty()) return v.get<std::string>();
+  return std::nullopt;
+}
+
+// A body for a create made from a local record: without the ids Knosc hands out (the record's and its
+// lines').
+Json without_ids(Json record, const std::string& lines_key) {
+  if (!record.is_object()) return record;
+  record.erase("id");
+  if (!lines_key.empty())
+    if (auto l = record.find(lines_key); l != record.end() && l->is_array())
+      for (auto& line : *l)
+        if (line.is_object()) line["id"] = nullptr;
+  return record;
+}
+
+Json collisions_json(const std::vector<conflict::Collision>& collisions) {
+  Json out = Json::array();
+  for (const auto& c : collisions) {
+    Json j = Json::object();
+    j["key"] = c.field.key;
+    if (!c.line_id.is_null()) j["line_id"] = c.line_id;
+    j["base"] = c.field.has_base ? c.field.base : Json();
+    j["local"] = c.field.has_local ? c.field.local : Json();
+    j["remote"] = c.field.has_remote ? c.field.remote : Json();
+    j["settlement"] = std::string(conflict::to_string(c.settlement));
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+}  // namespace
+
+struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
+  uv_loop_t* loop;
+  UpstreamSession& upstream;
+  replica::ReplicaWriter& writer;
+  LoopInbox& inbox;
+  const schema::Catalog& catalog;
+  PushOptions options;
+  OnlineFn online;
+  TriggerPullFn trigger_pull;
+
+  uv_timer_t* timer = nullptr;
+  std::mt19937_64 rng{std::random_device{}()};
+  // Every unfinished entry (queued, conflict, rejected), by seq; loaded in chunks above `loaded_through`.
+  std::map<std::int64_t, OutboxEntry> entries;
+  std::int64_t loaded_through = 0;
+  bool all_loaded = false;
+  bool loading = false;
+  bool started = false;
+  bool stopping = false;
+  std::function<void()> on_stopped;
+  std::set<std::int64_t> in_flight;
+  std::int64_t pushed = 0;
+  std::uint64_t finished = 0;  // landed or parked, for the watchdog
+  std::optional<std::int64_t> last_progress_at;
+  std::deque<conflict::QueueSample> samples;
+  bool stalled = false;
+  std::string last_error;
+  static constexpr std::size_t kChunk = 2000;
+
+  Impl(uv_loop_t* l, UpstreamSession& s, replica::ReplicaWriter& w, LoopInbox& i, const schema::Catalog& c,
+       PushOptions o, OnlineFn on, TriggerPullFn tp)
+      : loop(l),
+        upstream(s),
+        writer(w),
+        inbox(i),
+        catalog(c),
+        options(std::move(o)),
+        online(std::move(on)),
+        trigger_pull(std::move(tp)) {}
+
+  // Runs `work` on the writer thread and `then` with its result back on the loop thread. Exceptions on the
+  // writer are logged and reported as nullopt, so an entry in flight always comes back.
+  template <typename T>
+  void on_writer(std::function<T(replica::Replica&)> work, std::function<void(std::optional<T>)> then) {
+    auto self = shared_from_this();
+    writer.post([self, work = std::move(work), then = std::move(then)](replica::Replica& rep) mutable {
+      std::optional<T> out;
+      try {
+        out = work(rep);
+      } catch (const std::exception& e) {
+        spdlog::error("push: the replica could not record a push step: {}", e.what());
+      }
+      self->inbox.post([then = std::move(then), out = std::move(out)]() mutable { then(std::move(out)); });
+    });
+  }
+
+  // Loading ---------------------------------------------------------------------------------------------
+  void load_more() {
+    if (loading || all_loaded || stopping) return;
+    loading = true;
+    const auto after = loaded_through;
+    on_writer<std::vector<OutboxEntry>>(
+        [after](replica::Replica& rep) { return replica::open_entries(rep, after, kChunk); },
+        [this](std::optional<std::vector<OutboxEntry>> got) {
+          loading = false;
+          if (!got) return arm(5000);
+          for (auto& e : *got) {
+            loaded_through = std::max(loaded_through, e.seq);
+            entries[e.seq] = std::move(e);
+          }
+          all_loaded = got->size() < kChunk;
+          schedule();
+        });
+  }
+
+  // Scheduling ------------------------------------------------------------------------------------------
+  void arm(std::uint64_t ms) {
+    if (stopping || !timer) return;
+    uv_timer_start(
+        timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->schedule(); }, ms, 0);
+  }
+
+  std::size_t waiting() const {
+    std::size_t n = 0;
+    for (const auto& [seq, e] : entries)
+      if (e.state == "queued") ++n;
+    return n;
+  }
+
+  void sample_queue(bool is_online) {
+    const auto now = std::chrono::system_clock::now();
+    samples.push_back({now, finished, waiting(), is_online});
+    while (samples.size() > 2 && samples[1].at < now - options.stall_after - std::chrono::seconds(60))
+      samples.pop_front();
+    const bool was = stalled;
+    stalled = conflict::judge_queue({samples.begin(), samples.end()}, now, options.stall_after) ==
+              conflict::QueueHealth::Stalled;
+    if (stalled && !was)
+      spdlog::warn(
+          "push: the outbox has not moved for {} s while Knosc is reachable ({} entries waiting; last "
+          "error: {})",
+          options.stall_after.count(), waiting(), last_error.empty() ? "none" : last_error);
+    if (!stalled && was) spdlog::info("push: the outbox moves again");
+  }
+
+  void schedule() {
+    if (stopping || !started) return;
+    const bool is_online = online ? online().value_or(true) : true;
+    sample_queue(is_online);
+    if (!all_loaded && entries.size() < kChunk / 2) load_more();
+    if (!is_online) return arm(5000);  // the puller notices when the link is back; look again soon anyway
+
+    std::vector<conflict::OutboxItem> items;
+    items.reserve(entries.size());
+    std::map<std::string, conflict::RecordKey> creates;  // local id -> the record its create makes
+    for (const auto& [seq, e] : entries)
+      if (e.op == "create")
+        creates[replica::to_string(e.record_id)] = {e.resource, replica::to_string(e.record_id)};
+    for (const auto& [seq, e] : entries) {
+      conflict::OutboxItem it;
+      it.seq = seq;
+      it.record = {e.resource, replica::to_string(e.record_id)};
+      it.op = e.op;
+      for (auto need : e.needs)
+        if (auto c = creates.find(std::to_string(need)); c != creates.end())
+          it.local_refs.push_back(c->second);
+      it.not_before = from_unix(e.next_attempt_at.value_or(0));
+      it.state = e.state == "queued"     ? conflict::EntryState::Queued
+                 : e.state == "conflict" ? conflict::EntryState::Conflict
+                                         : conflict::EntryState::Rejected;
+      items.push_back(std::move(it));
+    }
+    const auto choice = conflict::choose_sends(
+        items, in_flight, static_cast<std::size_t>(options.max_parallel), std::chrono::system_clock::now());
+    for (auto seq : choice.send) {
+      in_flight.insert(seq);
+      push(entries.at(seq));
+    }
+    std::uint64_t wait_ms = 30'000;  // a periodic look: the watchdog, and entries loaded late
+    if (choice.wake_at) {
+      const auto d = std::chrono::duration_cast<std::chrono::milliseconds>(*choice.wake_at -
+                                                                           std::chrono::system_clock::now());
+      wait_ms = static_cast<std::uint64_t>(std::clamp<std::int64_t>(d.count() + 1, 1, 30'000));
+    }
+    arm(wait_ms);
+  }
+
+  // One entry ----------------------------------------------------------------------------------------------
+  const schema::Resource* resource_of(const OutboxEntry& e) { return catalog.find(e.resource); }
+
+  void push(const OutboxEntry& e) {
+    const auto* res = resource_of(e);
+    auto id = path_id(e.path, e.resource);
+    if (e.op == "create" && res && e.method == "POST") return push_create(e, *res);
+    if (res && id && (e.method == "PUT" || e.method == "PATCH")) return push_update(e, *res, *id);
+    if (res && id && e.method == "DELETE") return push_delete(e, *res, *id);
+    push_plain(e);
+  }
+
+  std::optional<std::string> parent_of(const OutboxEntry& e, const schema::Resource& res) {
+    if (!res.is_line_list() || !e.base) return std::nullopt;
+    auto p = e.base->find(res.parent_key);
+    if (p == e.base->end()) return std::nullopt;
+    return id_text(*p);
+  }
+
+  // A create: when the last attempt may have landed, look for the record by its business key first.
+  void push_create(const OutboxEntry& e, const schema::Resource& res) {
+    if (e.outcome_unknown) {
+      const auto seq = e.seq;
+      return look_for_create(e, res, [this, seq, &res](std::optional<std::string> found) {
+        auto it = entries.find(seq);
+        if (it == entries.end()) return settle(seq);
+        if (found) {
+          spdlog::info("push: the create of outbox entry {} had landed as {} {}", seq, res.name, *found);
+          return landed(it->second, res, *found);
+        }
+        post_create(it->second, res);
+      });
+    }
+    post_create(e, res);
+  }
+
+  // Finds a create's record upstream by its business key (tickets: by reporter, then title and time; see
+  // conflict/create_match.hpp). `done` gets the server id, or nullopt when the create did not land; a failed
+  // lookup retries the entry, and a row that cannot be told apart parks it for a person.
+  void look_for_create(const OutboxEntry& e, const schema::Resource& res,
+                       std::function<void(std::optional<std::string>)> done) {
+    const auto seq = e.seq;
+    const Json request = e.request.value_or(Json::object());
+    Json filter = Json::object();
+    if (!res.business_key.empty()) {
+      for (const auto& k : res.business_key)
+        filter[k] = request.contains(k) ? request[k] : Json();
+    } else {
+      filter["Reporter Email"] = request.value("Reporter Email", Json(options.account_email));
+    }
+    find_records(upstream, res, filter, 1000,
+                 [this, self = shared_from_this(), seq, request, &res, done = std::move(done)](
+                     Disposition d, std::vector<Json> rows, ApiResult r) {
+                   auto it = entries.find(seq);
+                   if (it == entries.end()) return settle(seq);
+                   if (d != Disposition::Success) return retry(it->second, r, true);
+                   const auto& entry = it->second;
+                   const Json guard = entry.create_guard.value_or(Json::object());
+                   const auto skew = upstream.clock_skew().value_or(std::chrono::seconds(0));
+                   conflict::CreateAttempt attempt;
+                   attempt.body = request;
+                   attempt.business_key = res.business_key;
+                   if (guard.contains("not_ours") && guard["not_ours"].is_array())
+                     attempt.not_ours.assign(guard["not_ours"].begin(), guard["not_ours"].end());
+                   attempt.sent_at = from_unix(guard.value("sent_at", entry.created_at)) + skew;
+                   attempt.gave_up_at = std::chrono::system_clock::now() + skew;
+                   attempt.caller_email = options.account_email;
+                   const auto match = conflict::match_create(attempt, rows);
+                   switch (match.outcome) {
+                     case conflict::CreateOutcome::NotLanded:
+                       return done(std::nullopt);
+                     case conflict::CreateOutcome::Landed:
+                       return done(id_text(match.id));
+                     case conflict::CreateOutcome::Taken:
+                     case conflict::CreateOutcome::Ambiguous:
+                       break;
+                   }
+                   Json seen = Json::array();
+                   for (auto& row : rows)
+                     seen.push_back(std::move(row));
+                   park(entry, "create-unknown", Json(), request, seen, Json::array());
+                 });
+  }
+
+  void post_create(const OutboxEntry& e, const schema::Resource& res) {
+    const auto seq = e.seq;
+    if (!e.create_guard) {
+      // Before the first attempt: what already matches it, so a later lookup cannot mistake it for ours.
+      const auto email = options.account_email;
+      return on_writer<Json>(
+          [seq, email](replica::Replica& rep) { return replica::guard_create(rep, seq, email, unix_now()); },
+          [this, seq, &res](std::optional<Json> guard) {
+            auto it = entries.find(seq);
+            if (it == entries.end()) return settle(seq);
+            if (!guard) {
+              ApiResult failed;
+              failed.message = "the replica could not record the create's guard";
+              return retry(it->second, failed, false);
+            }
+            it->second.create_guard = std::move(*guard);
+            post_create(it->second, res);
+          });
+    }
+    upstream.call("POST", e.path, e.request ? e.request->dump() : "{}", [this, seq, &res](ApiResult r) {
+      auto it = entries.find(seq);
+      if (it == entries.end()) return settle(seq);
+      auto& entry = it->second;
+      if (r.ok()) {
+        auto body = Json::parse(r.response.body, nullptr, false);
+        std::optional<std::string> id;
+        if (body.is_object() && body.contains("id")) id = id_text(body["id"]);
+        if (id) return landed(entry, res, *id);
+        // Knosc did not say which id it gave: find the record by its business key.
+        return look_for_create(entry, res, [this, seq, &res](std::optional<std::string> found) {
+          auto it2 = entries.find(seq);
+          if (it2 == entries.end()) return settle(seq);
+          if (!found) {
+            ApiResult miss;
+            miss.message = "Knosc accepted the create but the record was not found by its business key";
+            return retry(it2->second, miss, true);
+          }
+          landed(it2->second, res, *found);
+        });
+      }
+      handle_failure(entry, r, /*creates=*/true);
+    });
+  }
+
+  // The create landed as `server_id`: the local id becomes the server id everywhere, then the entry is done.
+  void landed(OutboxEntry& e, const schema::Resource& res, const std::string& server_text) {
+    const auto seq = e.seq;
+    RecordId server =
+        res.id_type == schema::IdType::Integer ? RecordId{std::stoll(server_text)} : RecordId{server_text};
+    const RecordId local = e.record_id;
+    on_writer<Released>(
+        [&res, local, server, seq](replica::Replica& rep) {
+          if (!(local == server)) replica::remap_local_id(rep, res, local, server);
+          return replica::complete_entry(rep, seq, unix_now());
+        },
+        [this, seq, &res, local, server](std::optional<Released> released) {
+          if (!released) return settle(seq);
+          // Later entries of the record, and entries waiting for this create, name the server id now.
+          const auto local_text = replica::to_string(local);
+          for (auto& [s, other] : entries) {
+            if (other.resource == res.name && other.record_id == local) {
+              other.record_id = server;
+              if (path_id(other.path, res.name) == local_text)
+                other.path = res.route() + "/" + replica::to_string(server);
+            }
+            if (const auto* n = std::get_if<std::int64_t>(&local))
+              other.needs.erase(std::remove(other.needs.begin(), other.needs.end(), *n), other.needs.end());
+          }
+          done(seq, std::move(*released));
+        });
+  }
+
+  void push_update(const OutboxEntry& e, const schema::Resource& res, const std::string& id) {
+    const auto seq = e.seq;
+    fetch_record(upstream, catalog, res, id, parent_of(e, res), [this, seq, &res, id](FetchedRecord f) {
+      auto it = entries.find(seq);
+      if (it == entries.end()) return settle(seq);
+      auto& entry = it->second;
+      if (f.disposition != Disposition::Success && f.disposition != Disposition::NotFound)
+        return handle_failure(entry, f.result, false);
+      const auto shape = push_shape(catalog, res);
+      const Json base = entry.base.value_or(Json::object());
+      const Json request = entry.request.value_or(Json::object());
+      std::optional<Json> remote;
+      if (f.disposition == Disposition::Success) remote = std::move(f.record);
+      auto plan = conflict::plan_update(base, request, remote, shape);
+      switch (plan.decision) {
+        case conflict::Decision::NothingToSend:
+          return finish_landed(entry);
+        case conflict::Decision::Send:
+        case conflict::Decision::SendMerged: {
+          const Json body = plan.decision == conflict::Decision::Send ? request : plan.body;
+          return send(entry, "PUT", entry.path, body.dump());
+        }
+        case conflict::Decision::NeedsPerson:
+          return park(entry, "fields", base, request, remote.value_or(Json()),
+                      collisions_json(plan.collisions));
+        case conflict::Decision::EditVsDelete:
+          return park(entry, "deleted-upstream", base, request, Json(), collisions_json(plan.collisions));
+        case conflict::Decision::DeleteVsEdit:
+          break;
+      }
+      park(entry, "fields", base, request, remote.value_or(Json()), collisions_json(plan.collisions));
+    });
+  }
+
+  void push_delete(const OutboxEntry& e, const schema::Resource& res, const std::string& id) {
+    const auto seq = e.seq;
+    fetch_record(upstream, catalog, res, id, parent_of(e, res), [this, seq, &res](FetchedRecord f) {
+      auto it = entries.find(seq);
+      if (it == entries.end()) return settle(seq);
+      auto& entry = it->second;
+      if (f.disposition != Disposition::Success && f.disposition != Disposition::NotFound)
+        return handle_failure(entry, f.result, false);
+      const Json base = entry.base.value_or(Json::object());
+      std::optional<Json> remote;
+      if (f.disposition == Disposition::Success) remote = std::move(f.record);
+      auto plan = conflict::plan_delete(base, remote, push_shape(catalog, res));
+      switch (plan.decision) {
+        case conflict::Decision::NothingToSend:
+          return finish_landed(entry);
+        case conflict::Decision::Send:
+        case conflict::Decision::SendMerged:
+          return send(entry, "DELETE", entry.path, entry.request ? entry.request->dump() : "");
+        default:
+          return park(entry, "changed-upstream", base, Json(), remote.value_or(Json()),
+                      collisions_json(plan.collisions));
+      }
+    });
+  }
+
+  // Line moves, accepted suggestions, notes, subscribers: sent as they were made.
+  void push_plain(const OutboxEntry& e) { send(e, e.method, e.path, e.request ? e.request->dump() : ""); }
+
+  void send(const OutboxEntry& e, const std::string& method, const std::string& path,
+            const std::string& body) {
+    const auto seq = e.seq;
+    upstream.call(method, path, body, [this, seq](ApiResult r) {
+      auto it = entries.find(seq);
+      if (it == entries.end()) return settle(seq);
+      if (r.ok()) return finish_landed(it->second);
+      // A DELETE answered NotFound: someone else deleted it first, which is what the edit wanted.
+      const auto* res = resource_of(it->second);
+      if (it->second.method == "DELETE" && res &&
+          classify(r.kind, r.status, r.code, res->not_found_code) == Disposition::NotFound)
+        return finish_landed(it->second);
+      handle_failure(it->second, r, false);
+    });
+  }
+
+  void handle_failure(OutboxEntry& e, const ApiResult& r, bool creates) {
+    const auto* res = resource_of(e);
+    const auto d = classify(r.kind, r.status, r.code, res ? res->not_found_code : "");
+    if (d == Disposition::Transient || d == Disposition::Paused)
+      return retry(e, r, creates && r.kind == ApiResult::Kind::Transport && r.response.maybe_delivered);
+    reject(e, r);
+  }
+
+  // Outcomes -----------------------------------------------------------------------------------------------
+  void finish_landed(OutboxEntry& e) {
+    const auto seq = e.seq;
+    on_writer<Released>(
+        [seq](replica::Replica& rep) { return replica::complete_entry(rep, seq, unix_now()); },
+        [this, seq](std::optional<Released> released) {
+          if (!released) return settle(seq);
+          done(seq, std::move(*released));
+        });
+  }
+
+  void done(std::int64_t seq, Released released) {
+    auto it = entries.find(seq);
+    std::string resource;
+    if (it != entries.end()) {
+      resource = it->second.resource;
+      entries.erase(it);
+    }
+    ++pushed;
+    ++finished;
+    last_progress_at = unix_now();
+    last_error.clear();
+    if (trigger_pull && !resource.empty()) trigger_pull(resource);
+    restore(std::move(released));
+    settle(seq);
+  }
+
+  void retry(OutboxEntry& e, const ApiResult& r, bool outcome_unknown) {
+    const auto seq = e.seq;
+    const int attempts = e.attempts + 1;
+    const auto delay = backoff_delay(attempts, std::uniform_real_distribution<double>(0, 1)(rng),
+                                     options.backoff, r.retry_after);
+    const auto next = unix_now() + std::max<std::int64_t>(
+                                       1, std::chrono::duration_cast<std::chrono::seconds>(delay).count());
+    const bool unknown = outcome_unknown || e.outcome_unknown;
+    last_error = r.message.empty() ? ("HTTP " + std::to_string(r.status)) : r.message;
+    spdlog::warn("push: outbox entry {} ({} {}) failed ({}); try {} in {} ms", seq, e.method, e.path,
+                 last_error, attempts + 1, delay.count());
+    const auto error = error_text(r);
+    on_writer<bool>(
+        [seq, next, error, unknown](replica::Replica& rep) {
+          replica::retry_entry(rep, seq, next, error, unknown);
+          return true;
+        },
+        [this, seq, next, attempts, unknown](std::optional<bool>) {
+          if (auto it = entries.find(seq); it != entries.end()) {
+            it->second.attempts = attempts;
+            it->second.next_attempt_at = next;
+            it->second.outcome_unknown = unknown;
+          }
+          settle(seq);
+        });
+  }
+
+  void reject(OutboxEntry& e, const ApiResult& r) {
+    const auto seq = e.seq;
+    const auto error = error_text(r);
+    spdlog::warn(
+        "push: Knosc refused outbox entry {} ({} {}): {}; the local change is undone and the entry kept "
+        "for a person",
+        seq, e.method, e.path, error);
+    on_writer<Released>(
+        [seq, error](replica::Replica& rep) { return replica::reject_entry(rep, seq, error, unix_now()); },
+        [this, seq, error](std::optional<Released> released) {
+          if (auto it = entries.find(seq); it != entries.end()) {
+            it->second.state = "rejected";
+            it->second.last_error = error;
+          }
+          ++finished;
+          last_progress_at = unix_now();
+          if (released) restore(std::move(*released));
+          settle(seq);
+        });
+  }
+
+  void park(const OutboxEntry& e, const std::string& kind, const Json& base, const Json& local,
+            const Json& remote, const Json& fields) {
+    const auto seq = e.seq;
+    spdlog::warn("push: outbox entry {} ({} {}) waits for a person: {}", seq, e.method, e.path, kind);
+    on_writer<std::int64_t>(
+        [seq, kind, base, local, remote, fields](replica::Replica& rep) {
+          return replica::park_conflict(rep, seq, kind, base, local, remote, fields, unix_now());
+        },
+        [this, seq](std::optional<std::int64_t> id) {
+          if (auto it = entries.find(seq); it != entries.end() && id) {
+            it->second.state = "conflict";
+            it->second.conflict_id = *id;
+          }
+          ++finished;
+          last_progress_at = unix_now();
+          settle(seq);
+        });
+  }
+
+  // The entry is no longer in flight: look for what may go next.
+  void settle(std::int64_t seq) {
+    in_flight.erase(seq);
+    if (stopping) {
+      if (in_flight.empty() && on_stopped) {
+        auto cb = std::move(on_stopped);
+        on_stopped = nullptr;
+        cb();
+      }
+      return;
+    }
+    schedule();
+  }
+
+  // Records whose local edits are all settled take upstream's version again: fetched now (the next pass would
+  // bring them too, but the tool should not see its undone or merged edit for minutes). Lines are fetched
+  // through their header.
+  void restore(Released released) {
+    if (released.empty()) return;
+    on_writer<std::vector<std::pair<std::string, std::string>>>(
+        [released](replica::Replica& rep) {
+          std::set<std::pair<std::string, std::string>> out;
+          for (const auto& [name, id] : released) {
+            const auto* res = rep.catalog().find(name);
+            if (!res) continue;
+            if (!res->is_line_list()) {
+              out.insert({name, replica::to_string(id)});
+              continue;
+            }
+            auto row = rep.row(*res, id);
+            std::optional<std::string> parent;
+            if (row && row->contains(res->parent_key)) parent = id_text((*row)[res->parent_key]);
+            if (parent) {
+              out.insert({res->parent, *parent});
+            } else {
+              rep.remove_record(*res, id);  // a local line that never reached Knosc
+            }
+          }
+          return std::vector<std::pair<std::string, std::string>>(out.begin(), out.end());
+        },
+        [this](std::optional<std::vector<std::pair<std::string, std::string>>> records) {
+          if (!records) return;
+          for (const auto& [name, id] : *records) {
+            const auto* res = catalog.find(name);
+            if (!res) continue;
+            fetch_record(upstream, catalog, *res, id, std::nullopt, [this, res, id](FetchedRecord f) {
+              if (f.disposition == Disposition::Success) {
+                writer.post([res, record = std::move(*f.record)](replica::Replica& rep) {
+                  try {
+                    rep.store_fetched_record(*res, record, unix_now());
+                  } catch (const std::exception& e) {
+                    spdlog::warn("push: storing {} as Knosc has it failed: {}", res->name, e.what());
+                  }
+                });
+              } else if (f.disposition == Disposition::NotFound) {
+                const auto rid =
+                    res->id_type == schema::IdType::Integer ? RecordId{std::stoll(id)} : RecordId{id};
+                writer.post([res, rid](replica::Replica& rep) {
+                  try {
+                    rep.remove_record(*res, rid);
+                  } catch (const std::exception& e) {
+                    spdlog::warn("push: removing {} failed: {}", res->name, e.what());
+                  }
+                });
+              }
+              // Anything else: the next pass brings upstream's version.
+            });
+          }
+        });
+  }
+};
+
+Pusher::Pusher(uv_loop_t* loop, UpstreamSession& session, replica::ReplicaWriter& writer, LoopInbox& inbox,
+               const schema::Catalog& catalog, PushOptions options, OnlineFn online,
+               TriggerPullFn trigger_pull)
+    : impl_(std::make_shared<Impl>(loop, session, writer, inbox, catalog, std::move(options),
+                                   std::move(online), std::move(trigger_pull))) {}
+
+Pusher::~Pusher() {
+  if (impl_->timer) {
+    uv_timer_stop(impl_->timer);
+    uv_close(reinterpret_cast<uv_handle_t*>(impl_->timer),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    impl_->timer = nullptr;
+  }
+}
+
+void Pusher::start() {
+  auto& d = *impl_;
+  d.timer = new uv_timer_t;
+  uv_timer_init(d.loop, d.timer);
+  d.timer->data = impl_.get();
+  d.started = true;
+  d.load_more();
+}
+
+void Pusher::stop(std::function<void()> done) {
+  auto& d = *impl_;
+  d.stopping = true;
+  if (d.timer) uv_timer_stop(d.timer);
+  if (d.in_flight.empty()) return done();
+  d.on_stopped = std::move(done);
+}
+
+void Pusher::queued(std::int64_t seq) {
+  auto& d = *impl_;
+  (void)seq;
+  // New entries lie above everything loaded; they are read in the next chunk.
+  d.all_loaded = false;
+  d.load_more();
+}
+
+void Pusher::kick() {
+  impl_->schedule();
+}
+
+bool Pusher::busy() const {
+  const auto& d = *impl_;
+  if (!d.all_loaded) return true;  // not read yet: assume entries wait
+  for (const auto& [seq, e] : d.entries)
+    if (e.state == "queued") return true;
+  return false;
+}
+
+void Pusher::resolve(std::int64_t id, Resolution how, std::optional<Json> body, std::string user,
+                     std::function<void(std::string)> done) {
+  auto& d = *impl_;
+  struct Outcome {
+    std::string error;                 // why the resolution was refused; empty when it was applied
+    std::int64_t seq = 0;              // the entry it settled
+    std::optional<OutboxEntry> entry;  // the entry as it is now, when it is still open
+    Released released;                 // records that take upstream's version again
+    std::int64_t new_seq = 0;          // a retried edit's new entry
+  };
+  const auto* catalog = &d.catalog;
+  d.on_writer<Outcome>(
+      [id, how, body = std::move(body), user, catalog](replica::Replica& rep) {
+        Outcome out;
+        const auto now = unix_now();
+        if (how == Resolution::Retry || how == Resolution::Drop) {
+          auto entry = replica::outbox_entry(rep, id);
+          if (!entry || entry->state != "rejected") {
+            out.error = "outbox entry " + std::to_string(id) + " is not a rejected edit";
+            return out;
+          }
+          out.seq = id;
+          if (how == Resolution::Drop) {
+            out.released = replica::drop_entry(rep, id, "dropped", user, now);
+            return out;
+          }
+          // A retry is a new local edit with the (corrected) body, validated like the first one; the rejected
+          // entry gives way to it.
+          replica::EditRequest req;
+          req.method = entry->method;
+          std::string path = entry->path.substr(1);
+          for (std::size_t pos = 0;;) {
+            auto slash = path.find('/', pos);
+            req.path.push_back(path.substr(pos, slash - pos));
+            if (slash == std::string::npos) break;
+            pos = slash + 1;
+          }
+          const Json request = body.value_or(entry->request.value_or(Json()));
+          if (!request.is_null()) req.body = &request;
+          req.now_iso = "";
+          auto w = replica::write_locally(rep, req, entry->local_user, now);
+          if (const auto* err = std::get_if<replica::EditError>(&w.outcome)) {
+            out.error = err->code + ": " + err->message;
+            return out;
+          }
+          out.new_seq = w.seq;
+          out.released =
+              replica::drop_entry(rep, id, "retried as outbox entry " + std::to_string(w.seq), user, now);
+          return out;
+        }
+        auto c = replica::conflict_row(rep, id);
+        if (!c || c->resolved_at) {
+          out.error = "conflict " + std::to_string(id) + " is not open";
+          return out;
+        }
+        out.seq = c->outbox_seq;
+        auto entry = replica::outbox_entry(rep, c->outbox_seq);
+        const auto* res = catalog->find(c->resource);
+        if (!entry || !res) {
+          out.error = "conflict " + std::to_string(id) + " has no outbox entry";
+          return out;
+        }
+        if (how == Resolution::KeepRemote) {
+          out.released = replica::drop_entry(rep, c->outbox_seq, "keep-remote", user, now);
+          return out;
+        }
+        std::string op = entry->op, method = entry->method, path = entry->path;
+        Json request = entry->request.value_or(Json());
+        Json base = c->remote;
+        const auto shape = push_shape(*catalog, *res);
+        if (how == Resolution::Merged) {
+          if (!body || !body->is_object()) {
+            out.error = "a merged resolution needs a JSON object body";
+            return out;
+          }
+          request = *body;
+        } else if (c->kind == "fields") {
+          auto client = shape;
+          client.policy = conflict::Policy::ClientWins;
+          client.line_policy = conflict::Policy::ClientWins;
+          client.manual_fields.clear();
+          client.line_manual_fields.clear();
+          auto plan = conflict::plan_update(c->base, request, c->remote, client);
+          if (plan.decision == conflict::Decision::SendMerged) request = plan.body;
+        }
+        if (c->kind == "deleted-upstream") {
+          // Keeping a record Knosc deleted means creating it again from the local version.
+          auto local = replica::compose_record(rep, *res, entry->record_id);
+          if (how == Resolution::KeepLocal) request = without_ids(local.value_or(request), shape.lines_key);
+          op = "create";
+          method = "POST";
+          path = res->route();
+          base = Json();
+        }
+        if (c->kind == "create-unknown" || c->kind == "create-ambiguous") base = Json();
+        replica::requeue_entry(rep, c->outbox_seq, op, method, path, request, base,
+                               how == Resolution::Merged ? "merged" : "keep-local", user, now);
+        out.entry = replica::outbox_entry(rep, c->outbox_seq);
+        return out;
+      },
+      [this, done = std::move(done)](std::optional<Outcome> out) {
+        auto& p = *impl_;
+        if (!out) return done("the replica could not record the resolution");
+        if (!out->error.empty()) return done(out->error);
+        if (out->entry) {
+          p.entries[out->seq] = std::move(*out->entry);
+        } else {
+          p.entries.erase(out->seq);
+        }
+        p.restore(std::move(out->released));
+        if (out->new_seq) queued(out->new_seq);
+        p.schedule();
+        done("");
+      });
+}
+
+PushStatus Pusher::status() const {
+  const auto& d = *impl_;
+  PushStatus s;
+  for (const auto& [seq, e] : d.entries) {
+    if (e.state == "queued") ++s.queued;
+    if (e.state == "conflict") ++s.conflicts;
+    if (e.state == "rejected") ++s.rejected;
+  }
+  s.in_flight = static_cast<std::int64_t>(d.in_flight.size());
+  s.pushed = d.pushed;
+  s.last_progress_at = d.last_progress_at;
+  s.stalled = d.stalled;
+  s.last_error = d.last_error;
+  return s;
+}
+
+}  // namespace knosc::sync

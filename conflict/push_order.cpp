@@ -103,7 +103,10 @@ SendChoice choose_sends(const std::vector<OutboxItem>& entries, const std::set<s
       for (const auto& [resource, c] : earliest_of_resource)
         if (graph.may_reference(resource, e->record.resource) && (!referrer || c->seq < referrer->seq))
           referrer = c;
-    if (!parked(*e)) {
+    // An entry held behind a parked one of its record moves only when a person settles that: it must not
+    // hold entries of other records meanwhile, or one conflict would stall every delete of master data.
+    const bool stuck = parked(*e) || (!is_first && parked(*first->second));
+    if (!stuck) {
       if (e->op == "create" && graph.is_master(e->record.resource)) master_creates.push_back(e);
       earliest_of_resource.emplace(e->record.resource, e);
     }

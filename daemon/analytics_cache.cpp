@@ -416,11 +416,13 @@ struct AnalyticsCache::Impl {
       }
     }
     if (!d.upstream || link_down()) return;
-    for (auto& [key, entry] : recent) {
+    for (auto& item : recent) {
+      auto& entry = item.second;
       if (refreshes_in_flight >= tuning.max_refreshes_in_flight) break;
       if (entry.refreshing || !refresh_due(entry.fetched_at, entry.last_used, now, tuning)) continue;
       entry.refreshing = true;
       ++refreshes_in_flight;
+      const std::string key = item.first;
       fetch(key, [this, key](std::optional<HttpResponse>, std::optional<bool>) {
         --refreshes_in_flight;
         if (auto it = recent.find(key); it != recent.end()) it->second.refreshing = false;

@@ -112,6 +112,9 @@ OJson push_json(const sync::PushStatus& p) {
   j["last_progress_at"] = p.last_progress_at ? OJson(iso8601_utc(*p.last_progress_at)) : OJson();
   j["stalled"] = p.stalled;
   j["last_error"] = p.last_error.empty() ? OJson() : OJson(p.last_error);
+  j["held"] = OJson::object();
+  for (const auto& [reason, n] : p.held)
+    j["held"][reason] = n;
   return j;
 }
 

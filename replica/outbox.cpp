@@ -337,9 +337,27 @@ Json guard_create(Replica& rep, std::int64_t seq, const std::string& reporter_em
   auto entry = outbox_entry(rep, seq);
   if (!entry) throw std::invalid_argument("guard_create: no outbox entry " + std::to_string(seq));
   if (entry->create_guard) return *entry->create_guard;
-  const auto& res = rep.catalog().at(entry->resource);
   const Json request = entry->request.value_or(Json::object());
   Json not_ours = Json::array();
+  if (entry->op == "note-create") {
+    // Notes have no business key: the ticket's notes with the same text are not ours.
+    const auto* tickets = rep.catalog().find("issue-tracker-tickets");
+    const auto ticket_id =
+        request.contains("Ticket Id") ? record_id_from_json(request["Ticket Id"]) : std::nullopt;
+    if (tickets && ticket_id)
+      if (auto ticket = compose_record(rep, *tickets, *ticket_id))
+        if (auto notes = ticket->find("Notes"); notes != ticket->end() && notes->is_array())
+          for (const auto& n : *notes)
+            if (n.is_object() && n.value("Note", Json()) == request.value("Note", Json()) && n.contains("id"))
+              not_ours.push_back(n["id"]);
+    Json guard{{"sent_at", now}, {"not_ours", not_ours}};
+    SQLite::Statement up(rep.db(), "UPDATE outbox SET create_guard = ?2 WHERE seq = ?1");
+    up.bind(1, seq);
+    up.bind(2, guard.dump());
+    up.exec();
+    return guard;
+  }
+  const auto& res = rep.catalog().at(entry->resource);
   std::string sql = "SELECT id FROM record WHERE resource = ?1";
   std::vector<std::pair<std::string, Json>> match;
   if (!res.business_key.empty()) {

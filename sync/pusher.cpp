@@ -110,6 +110,7 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
   std::uint64_t finished = 0;  // landed or parked, for the watchdog
   std::optional<std::int64_t> last_progress_at;
   std::deque<conflict::QueueSample> samples;
+  std::map<std::string, std::int64_t> held;  // the last choice's hold reasons, for the status
   bool stalled = false;
   std::string last_error;
   static constexpr std::size_t kChunk = 2000;
@@ -219,6 +220,9 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
     }
     const auto choice = conflict::choose_sends(
         items, in_flight, static_cast<std::size_t>(options.max_parallel), std::chrono::system_clock::now());
+    held.clear();
+    for (const auto& h : choice.held)
+      ++held[std::string(conflict::to_string(h.reason))];
     for (auto seq : choice.send) {
       in_flight.insert(seq);
       push(entries.at(seq));
@@ -241,7 +245,66 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
     if (e.op == "create" && res && e.method == "POST") return push_create(e, *res);
     if (res && id && (e.method == "PUT" || e.method == "PATCH")) return push_update(e, *res, *id);
     if (res && id && e.method == "DELETE") return push_delete(e, *res, *id);
+    if (e.op == "note-create") return push_note_create(e);
     push_plain(e);
+  }
+
+  // A note has no business key: before its first attempt the ticket's notes with the same text are recorded,
+  // and after an attempt whose answer was lost the ticket's notes are listed: a note with that text that was
+  // not there before is ours.
+  void push_note_create(const OutboxEntry& e) {
+    const auto seq = e.seq;
+    if (!e.create_guard) {
+      return on_writer<Json>(
+          [seq](replica::Replica& rep) { return replica::guard_create(rep, seq, "", unix_now()); },
+          [this, seq](std::optional<Json> guard) {
+            auto it = entries.find(seq);
+            if (it == entries.end()) return settle(seq);
+            if (!guard) {
+              ApiResult failed;
+              failed.message = "the replica could not record the note's guard";
+              return retry(it->second, failed, false);
+            }
+            it->second.create_guard = std::move(*guard);
+            post_note(it->second);
+          });
+    }
+    // With a guard, an earlier attempt may have reached Knosc: look before posting again.
+    const Json request = e.request.value_or(Json::object());
+    const auto ticket = request.contains("Ticket Id") ? id_text(request["Ticket Id"]) : std::nullopt;
+    if (!ticket) return post_note(e);
+    upstream.call("GET", "/issue-tracker-tickets/" + *ticket + "/notes", "",
+                  [this, self = shared_from_this(), seq, request](ApiResult r) {
+                    auto it = entries.find(seq);
+                    if (it == entries.end()) return settle(seq);
+                    if (!r.ok()) return handle_failure(it->second, r, true);
+                    auto doc = Json::parse(r.response.body, nullptr, false);
+                    const Json guard = it->second.create_guard.value_or(Json::object());
+                    const Json not_ours = guard.value("not_ours", Json::array());
+                    if (doc.is_object() && doc.contains("data") && doc["data"].is_array())
+                      for (const auto& n : doc["data"])
+                        if (n.is_object() && n.value("Note", Json()) == request.value("Note", Json()) &&
+                            n.contains("id") &&
+                            std::find(not_ours.begin(), not_ours.end(), n["id"]) == not_ours.end())
+                          if (auto id = id_text(n["id"]))
+                            return landed(it->second, replica::note_resource(), *id);
+                    post_note(it->second);
+                  });
+  }
+
+  void post_note(const OutboxEntry& e) {
+    const auto seq = e.seq;
+    upstream.call("POST", e.path, e.request ? e.request->dump() : "{}", [this, seq](ApiResult r) {
+      auto it = entries.find(seq);
+      if (it == entries.end()) return settle(seq);
+      if (r.ok()) {
+        auto body = Json::parse(r.response.body, nullptr, false);
+        if (body.is_object() && body.contains("id"))
+          if (auto id = id_text(body["id"])) return landed(it->second, replica::note_resource(), *id);
+        return finish_landed(it->second);
+      }
+      handle_failure(it->second, r, true);
+    });
   }
 
   std::optional<std::string> parent_of(const OutboxEntry& e, const schema::Resource& res) {
@@ -253,7 +316,9 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
 
   // A create: when the last attempt may have landed, look for the record by its business key first.
   void push_create(const OutboxEntry& e, const schema::Resource& res) {
-    if (e.outcome_unknown) {
+    // The guard is written just before the first attempt: with one, an earlier attempt may have reached Knosc
+    // (its answer lost, or the daemon stopped or crashed while waiting), so look before posting again.
+    if (e.outcome_unknown || e.create_guard) {
       const auto seq = e.seq;
       return look_for_create(e, res, [this, seq, &res](std::optional<std::string> found) {
         auto it = entries.find(seq);
@@ -610,7 +675,9 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
         },
         [this](std::optional<std::vector<std::pair<std::string, std::string>>> records) {
           if (!records) return;
-          for (const auto& [name, id] : *records) {
+          for (const auto& named : *records) {
+            const std::string& name = named.first;
+            const std::string id = named.second;
             const auto* res = catalog.find(name);
             if (!res) continue;
             fetch_record(upstream, catalog, *res, id, std::nullopt, [this, res, id](FetchedRecord f) {
@@ -821,6 +888,7 @@ PushStatus Pusher::status() const {
   s.last_progress_at = d.last_progress_at;
   s.stalled = d.stalled;
   s.last_error = d.last_error;
+  s.held = d.held;
   return s;
 }
 

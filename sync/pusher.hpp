@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,6 +47,7 @@ struct PushStatus {
   std::optional<std::int64_t> last_progress_at;  // unix time an entry last settled
   bool stalled = false;
   std::string last_error;
+  std::map<std::string, std::int64_t> held;  // why waiting entries are not being sent, by reason
 };
 
 // How a person settles a conflict or a rejected edit (loopback /syncd routes and the CLI).

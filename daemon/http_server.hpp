@@ -118,4 +118,7 @@ class HttpServer {
   Impl* impl_;  // not a unique_ptr: it frees itself when it outlives the server with close callbacks pending
 };
 
+// The non-empty segments of a request path: "/api/item-master/7" -> {"api", "item-master", "7"}.
+std::vector<std::string> split_path(const std::string& path);
+
 }  // namespace knosc::daemon

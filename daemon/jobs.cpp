@@ -42,20 +42,6 @@ bool iends_with(std::string_view s, std::string_view suffix) {
       });
 }
 
-std::vector<std::string> split_path(const std::string& path) {
-  std::vector<std::string> out;
-  std::size_t i = 0;
-  while (i < path.size()) {
-    while (i < path.size() && path[i] == '/')
-      ++i;
-    std::size_t j = path.find('/', i);
-    if (j == std::string::npos) j = path.size();
-    if (j > i) out.push_back(path.substr(i, j - i));
-    i = j;
-  }
-  return out;
-}
-
 HttpResponse not_privileged() {
   return HttpResponse::knosc_error(403, "Not Privileged for this action", "User.NotPrivileged");
 }

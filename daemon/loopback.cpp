@@ -42,20 +42,6 @@ HttpResponse internal_error() {
   return HttpResponse::knosc_error(500, "Internal Server Error", "Server.InternalError");
 }
 
-std::vector<std::string> split_path(const std::string& path) {
-  std::vector<std::string> out;
-  std::size_t i = 0;
-  while (i < path.size()) {
-    while (i < path.size() && path[i] == '/')
-      ++i;
-    std::size_t j = path.find('/', i);
-    if (j == std::string::npos) j = path.size();
-    if (j > i) out.push_back(path.substr(i, j - i));
-    i = j;
-  }
-  return out;
-}
-
 bool is_write(const std::string& method) {
   return method == "POST" || method == "PUT" || method == "PATCH" || method == "DELETE";
 }
@@ -183,9 +169,7 @@ struct LoopbackApi::Impl {
         if (verb != it->second)
           return respond(HttpResponse::knosc_error(405, "Method Not Allowed", "Route.MethodNotAllowed"));
         if (seg[1] == "first-signin" || seg[1] == "forgot-password" || seg[1] == "reset-password")
-          return respond(HttpResponse::knosc_error(
-              501, "Passwords are set in Knosc directly; this route is not available through knosc-syncd",
-              "Sync.WritesUnavailable"));
+          return forward_public(req, std::move(respond));
       }
     }
 
@@ -287,6 +271,27 @@ struct LoopbackApi::Impl {
       }
     }
     send_write(req, session, res, seg, std::move(respond));
+  }
+
+  // Password routes that need no session (first sign-in, forgot and reset password) only make sense with
+  // Knosc: passed through while it is reachable, answered 503 Sync.Offline while it is not. Their bodies
+  // carry passwords and tokens and are never logged.
+  void forward_public(const HttpRequest& req, Responder respond) {
+    if (!d.upstream || (d.online && d.online() == std::optional<bool>(false)))
+      return respond(HttpResponse::knosc_error(
+          503, "Knosc cannot be reached; passwords can be set again when the link is back.", "Sync.Offline"));
+    auto shared = std::make_shared<Responder>(std::move(respond));
+    d.upstream->call(req.method, req.target.substr(4), req.body, [shared](sync::ApiResult r) {
+      if (r.kind == sync::ApiResult::Kind::Transport || r.kind == sync::ApiResult::Kind::LockedOut ||
+          r.kind == sync::ApiResult::Kind::AuthFailed)
+        return (*shared)(HttpResponse::knosc_error(
+            503, "Knosc cannot be reached; try again when the link is back.", "Sync.Offline"));
+      HttpResponse out;
+      out.status = static_cast<int>(r.status);
+      out.body = r.response.body;
+      if (auto ct = r.response.header("content-type")) out.set_header("Content-Type", *ct);
+      (*shared)(std::move(out));
+    });
   }
 
   // Whether a change goes to the outbox instead of straight to Knosc: while the link is down, and while

@@ -221,3 +221,17 @@ def test_a_create_whose_answer_was_lost_is_not_created_twice(env):
         sim.delete("/_sim/faults")
     assert sim.stats()["created"].get("unit-master", 0) == before + 1
     assert len(upstream_record(sim, "unit-master", "Unit Code", "LOST")) == 1
+
+
+def test_password_routes_pass_through_online_and_say_offline_otherwise(env):
+    sim, d, base, tool = env
+    body = {"email": "viewer@acme.example"}
+    import requests
+    direct = requests.post(sim.base + "/forgot-password", json=body, timeout=20)
+    through = requests.post(base + "/forgot-password", json=body, timeout=20)
+    assert through.status_code == direct.status_code == 200 and through.json() == direct.json()
+    bad = requests.post(base + "/reset-password", json={"session_token": "nope", "new_password": "a-Long-enough-passw0rd!"}, timeout=20)
+    assert bad.status_code == 400 and bad.json()["Code"] == "User.InvalidResetToken"
+    offline(sim, d)
+    r = requests.post(base + "/forgot-password", json=body, timeout=20)
+    assert r.status_code == 503 and r.json()["Code"] == "Sync.Offline"

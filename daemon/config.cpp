@@ -177,6 +177,14 @@ Config load_config(const std::string& path) {
     r.reject_unknown();
   }
 
+  if (const auto* pu = top.table("push")) {
+    TableReader r(path, *pu, "push.");
+    c.conflict_tickets = r.boolean("conflict_tickets").value_or(c.conflict_tickets);
+    c.push_stall_after_seconds =
+        r.integer("stall_after_seconds", 10, 7 * 24 * 3600).value_or(c.push_stall_after_seconds);
+    r.reject_unknown();
+  }
+
   if (const auto* lg = top.table("log")) {
     TableReader r(path, *lg, "log.");
     c.log_level = r.str("level").value_or(c.log_level);

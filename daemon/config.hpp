@@ -43,6 +43,10 @@ struct Config {
   // [sync]
   sync::PullOptions pull;
 
+  // [push]
+  bool conflict_tickets = false;       // raise a Knosc issue-tracker ticket for each conflict
+  int push_stall_after_seconds = 600;  // the outbox watchdog's threshold
+
   // [log]
   std::string log_level = "info";
 

@@ -220,6 +220,8 @@ int run_daemon(const Config& config) {
     push.max_parallel = config.pull.max_concurrent_requests;
     push.backoff = config.pull.backoff;
     push.account_email = config.username;
+    push.conflict_tickets = config.conflict_tickets;
+    push.stall_after = std::chrono::seconds(config.push_stall_after_seconds);
     rt.pusher = std::make_unique<sync::Pusher>(&rt.loop, *rt.session, *rt.writer, *rt.inbox,
                                                schema::Catalog::builtin(), std::move(push), deps.online,
                                                deps.trigger_pull);

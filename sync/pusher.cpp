@@ -622,15 +622,45 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
         [seq, kind, base, local, remote, fields](replica::Replica& rep) {
           return replica::park_conflict(rep, seq, kind, base, local, remote, fields, unix_now());
         },
-        [this, seq](std::optional<std::int64_t> id) {
+        [this, seq, kind, fields, resource = e.resource, record = replica::to_string(e.record_id),
+         user = e.local_user](std::optional<std::int64_t> id) {
           if (auto it = entries.find(seq); it != entries.end() && id) {
             it->second.state = "conflict";
             it->second.conflict_id = *id;
           }
           ++finished;
           last_progress_at = unix_now();
+          if (id && options.conflict_tickets) raise_ticket(*id, kind, resource, record, user, fields);
           settle(seq);
         });
+  }
+
+  // A Knosc ticket saying a local edit waits for a person. Best effort: the conflict itself is safe in the
+  // replica whether or not the ticket gets through, and a failure is logged.
+  void raise_ticket(std::int64_t conflict_id, const std::string& kind, const std::string& resource,
+                    const std::string& record, const std::string& user, const Json& fields) {
+    std::string keys;
+    if (fields.is_array())
+      for (const auto& f : fields)
+        if (f.is_object() && f.contains("key") && f["key"].is_string())
+          keys += (keys.empty() ? "" : ", ") + f["key"].get<std::string>();
+    Json body = Json::object();
+    body["Title"] = "knosc-syncd conflict " + std::to_string(conflict_id) + ": " + resource + " " + record;
+    body["Description"] = "A change made at the plant by " + user +
+                          " while Knosc could not be reached collides "
+                          "with a change made in Knosc meanwhile (" +
+                          kind + (keys.empty() ? std::string() : ": " + keys) +
+                          "). Settle it with 'knosc-syncd resolve' or POST /syncd/conflicts/" +
+                          std::to_string(conflict_id) + "/resolve on the plant's knosc-syncd.";
+    body["Priority"] = "Medium";
+    upstream.call("POST", "/issue-tracker-tickets", body.dump(), [conflict_id](ApiResult r) {
+      if (r.ok()) {
+        spdlog::info("push: raised a Knosc ticket for conflict {}", conflict_id);
+      } else {
+        spdlog::warn("push: the Knosc ticket for conflict {} could not be raised: {}", conflict_id,
+                     r.message.empty() ? "HTTP " + std::to_string(r.status) : r.message);
+      }
+    });
   }
 
   // The entry is no longer in flight: look for what may go next.

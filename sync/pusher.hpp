@@ -36,6 +36,9 @@ struct PushOptions {
   BackoffConfig backoff;
   std::chrono::seconds stall_after{600};  // no entry settled for this long while some wait: stalled
   std::string account_email;              // the service account (Knosc records it as a ticket's reporter)
+  // Raise a Knosc issue-tracker ticket for each conflict that needs a person, so people who work in Knosc
+  // see it too (config [push] conflict_tickets).
+  bool conflict_tickets = false;
 };
 
 struct PushStatus {

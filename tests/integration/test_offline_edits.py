@@ -16,7 +16,7 @@ from test_loopback import Tool, login
 @pytest.fixture()
 def env():
     sim = Sim(scale=1)
-    d = Daemon(sim, sync={"interval_seconds": 2}).start()
+    d = Daemon(sim, sync={"interval_seconds": 2}, extra_toml="[push]\nconflict_tickets = true").start()
     wait_until(d.synced, 120, "the first sync")
     base = wait_until(lambda: d.status().get("loopback_base"), 30, "the loopback address")
     tool, r = login(base, "sync@acme.example", "sync-password")
@@ -150,6 +150,10 @@ def test_non_overlapping_changes_merge_and_collisions_wait_for_a_person(env):
     assert c["resource"] == "customer-master" and c["record_id"] == b["id"] and c["kind"] == "fields"
     assert [f["key"] for f in c["fields"]] == ["Customer Name"]
     assert c["local"]["Customer Name"] == "Local name" and c["remote"]["Customer Name"] == "Remote name"
+    # People working in Knosc learn of it from a ticket (config [push] conflict_tickets).
+    wait_until(lambda: [t for t in sim.snapshot(records=True, resource="issue-tracker-tickets")
+                        ["issue-tracker-tickets"]["records"] if f"conflict {c['id']}:" in t["Title"]],
+               30, "the conflict's ticket in Knosc")
     # Knosc kept its value; the local edit still shows until a person decides.
     assert upstream_record(sim, "customer-master", "id", b["id"])[0]["Customer Name"] == "Remote name"
     assert tool.get(f"{base}/customer-master/{b['id']}").json()["data"]["Customer Name"] == "Local name"

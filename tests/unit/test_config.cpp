@@ -114,6 +114,15 @@ TEST_CASE("config mistakes name the key and the line") {
       {"[upstream]\nbase_url = \"http://x\"\nusername = \"u\"\npassword_file = \"p\"\n[storage]\nstate_dir = "
        "\"/s\"\n[log]\nlevel = \"loud\"\n",
        ":8: log.level must be one of"},
+      {"[upstream]\nbase_url = \"http://x\"\nusername = \"u\"\npassword_file = \"p\"\n[storage]\nstate_dir = "
+       "\"/s\"\n[push]\nconflict_tickets = \"yes\"\n",
+       ":8: push.conflict_tickets must be"},
+      {"[upstream]\nbase_url = \"http://x\"\nusername = \"u\"\npassword_file = \"p\"\n[storage]\nstate_dir = "
+       "\"/s\"\n[push]\nstall_after_seconds = 1\n",
+       ":8: push.stall_after_seconds must be between 10 and"},
+      {"[upstream]\nbase_url = \"http://x\"\nusername = \"u\"\npassword_file = \"p\"\n[storage]\nstate_dir = "
+       "\"/s\"\n[push]\nconflict_ticket = true\n",
+       ":8: unknown key push.conflict_ticket"},
   };
   for (const auto& c : cases) {
     INFO(c.text);

@@ -1,5 +1,6 @@
 #include "replica/list_page.hpp"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cmath>
@@ -74,12 +75,10 @@ const char* utf8_sequence(const char* p, const char* end) {
   return p + n + 1;
 }
 
-}  // namespace
-
 // Reads JSON text, checking it as strictly as Json::parse does, and tells whether each value's text is what
 // Json::dump would write for it. Any `false` (text that is not JSON, or nesting too deep) sends the page to
 // Json::parse, which then throws its own error or reads what the scanner would not.
-class ListPage::Scanner {
+class Scanner {
  public:
   // How a value's text compares with Json::dump's: the same, the same but for whitespace between tokens, or
   // different in content (escape sequences, number formats, duplicate keys: only a DOM gives dump's text).
@@ -114,6 +113,33 @@ class ListPage::Scanner {
     keys_.clear();
   }
   Shape shape() const { return shape_; }
+
+  // The members of the object at p_, for the levels of a response above the data it carries: each key goes
+  // to `on_member`, which reads the value. False for text that is not JSON and for an escaped key, which
+  // might spell a name the caller looks for.
+  template <typename OnMember>
+  bool members(OnMember&& on_member) {
+    if (!eat('{')) return false;
+    skip_ws();
+    if (eat('}')) return true;
+    for (;;) {
+      if (peek() != '"') return false;
+      begin_value();
+      std::string_view key;
+      if (!string(key)) return false;
+      if (shape_ == Shape::Other) return false;
+      skip_ws();
+      if (!eat(':')) return false;
+      skip_ws();
+      if (!on_member(key)) return false;
+      skip_ws();
+      if (eat(',')) {
+        skip_ws();
+        continue;
+      }
+      return eat('}');
+    }
+  }
 
   // Reads one value into `h` and `m` (kind, numbers; `value` is its text, a string's without quotes). With
   // `collect`, an object's members are appended to the member list.
@@ -398,6 +424,8 @@ class ListPage::Scanner {
   Shape shape_ = Shape::Dump;
 };
 
+}  // namespace
+
 ListPage::ListPage(std::string body) : body_(std::move(body)) {
   if (!scan()) read_whole_document();
 }
@@ -478,29 +506,6 @@ bool ListPage::scan() {
     }
   };
 
-  // Reads an object's members, handing each key to `on_member`, which reads the value.
-  const auto members = [&](auto&& on_member) -> bool {
-    s.eat('{');
-    s.skip_ws();
-    if (s.eat('}')) return true;
-    for (;;) {
-      if (s.peek() != '"') return false;
-      s.begin_value();
-      std::string_view key;
-      if (!s.string(key)) return false;
-      if (s.shape() == Scanner::Shape::Other) return false;  // an escaped key might spell "data" or "rows"
-      s.skip_ws();
-      if (!s.eat(':')) return false;
-      s.skip_ws();
-      if (!on_member(key)) return false;
-      s.skip_ws();
-      if (s.eat(',')) {
-        s.skip_ws();
-        continue;
-      }
-      return s.eat('}');
-    }
-  };
   const auto skip = [&]() { return s.value(ignored, 1, false, skipped); };
 
   const auto data_member = [&](std::string_view key) -> bool {
@@ -527,12 +532,12 @@ bool ListPage::scan() {
     if (seen_data) return false;
     seen_data = true;
     if (s.peek() != '{') return skip();
-    return members(data_member);
+    return s.members(data_member);
   };
 
   s.skip_ws();
   if (s.peek() != '{') return false;
-  if (!members(top_member)) return false;
+  if (!s.members(top_member)) return false;
   s.skip_ws();
   if (!s.at_end()) return false;
   if (!rows_found) throw std::runtime_error(kNoRows);
@@ -596,6 +601,84 @@ std::optional<Json> ListPage::headers() const {
   if (headers_dom_) return *headers_dom_;
   if (headers_text_.empty()) return std::nullopt;
   return Json::parse(headers_text_);
+}
+
+std::optional<NestedParts> read_nested_parts(std::string_view body, bool rows_object,
+                                             const std::vector<std::string>& keys) {
+  std::vector<ScannedMember> members;
+  Scanner s(body, members);
+  ContentHasher ignored;
+  ScannedMember skipped;
+  const auto skip = [&]() { return s.value(ignored, 1, false, skipped); };
+  bool seen_data = false;
+  bool seen_rows = false;
+  bool found = false;
+  // The record object: its members are collected; any text dump would write otherwise leaves it to the DOM.
+  const auto record = [&]() -> bool {
+    if (s.peek() != '{') return skip();
+    s.begin_value();
+    ContentHasher h;
+    ScannedMember m;
+    if (!s.value(h, 1, true, m) || s.shape() != Scanner::Shape::Dump) return false;
+    found = true;
+    return true;
+  };
+  const auto data_member = [&](std::string_view key) -> bool {
+    if (key != "rows") return skip();
+    if (seen_rows) return false;
+    seen_rows = true;
+    return record();
+  };
+  const auto top_member = [&](std::string_view key) -> bool {
+    if (key != "data") return skip();
+    if (seen_data) return false;
+    seen_data = true;
+    if (!rows_object) return record();
+    if (s.peek() != '{') return skip();
+    return s.members(data_member);
+  };
+  s.skip_ws();
+  if (s.peek() != '{' || !s.members(top_member)) return std::nullopt;
+  s.skip_ws();
+  if (!s.at_end() || !found) return std::nullopt;
+
+  NestedParts out;
+  ContentHasher h;
+  h.begin_object();
+  out.text += '{';
+  std::vector<std::string_view> done;
+  for (const auto& key : keys) {
+    if (std::find(done.begin(), done.end(), key) != done.end()) continue;  // as Json's operator[] does
+    done.push_back(key);
+    for (const char c : key)
+      if (!kPlain[static_cast<unsigned char>(c)]) return std::nullopt;  // dump would escape it
+    if (done.size() > 1) out.text += ',';
+    out.text += '"';
+    out.text += key;
+    out.text += "\":";
+    h.key(key);
+    const auto it = std::find_if(members.begin(), members.end(), [&](const auto& m) { return m.key == key; });
+    if (it == members.end()) {
+      out.text += "null";
+      h.null();
+    } else if (it->kind == ValueKind::String) {
+      out.text += '"';
+      out.text += it->value;
+      out.text += '"';
+      h.string(it->value);
+    } else {
+      // The value once more, for its events alone: a hash cannot be cut out of the record's.
+      std::vector<ScannedMember> unused;
+      Scanner again(it->value, unused);
+      ScannedMember m;
+      if (!again.value(h, 1, false, m)) return std::nullopt;
+      out.text += it->value;
+    }
+  }
+  out.text += '}';
+  h.end_object();
+  out.hash = h.value();
+  return out;
 }
 
 void append_without_whitespace(std::string_view text, std::string& out) {

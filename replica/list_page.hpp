@@ -71,7 +71,6 @@ class ListPage {
   std::size_t dom_rows() const { return dom_rows_; }
 
  private:
-  class Scanner;
   bool scan();
   void read_whole_document();
 
@@ -84,6 +83,18 @@ class ListPage {
   const nlohmann::ordered_json* headers_dom_ = nullptr;
   std::size_t dom_rows_ = 0;
 };
+
+// The parts of a record that only get-one carries (line sets, notes), as Replica::store_nested keeps them:
+// the object {key: the record's value, or null} over `keys`, as Json::dump writes it, and its content_hash.
+struct NestedParts {
+  std::string text;
+  std::uint64_t hash = 0;
+};
+// Reads them from a get-one response body: the record is `data`, or `data.rows` when `rows_object`. nullopt
+// when the body needs Json::parse (it is not JSON, has no such record, or the record's text is not what
+// dump writes); the caller then parses it.
+std::optional<NestedParts> read_nested_parts(std::string_view body, bool rows_object,
+                                             const std::vector<std::string>& keys);
 
 // `text` without the whitespace between its tokens, appended to `out`. `text` must be valid JSON.
 void append_without_whitespace(std::string_view text, std::string& out);

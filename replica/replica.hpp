@@ -113,6 +113,9 @@ class Replica {
                                    std::size_t limit);
   // Stores the nested keys of a get-one record; returns true when they changed.
   bool store_nested(const schema::Resource& res, const RecordId& id, const Json& record, std::int64_t now);
+  // The same with the parts read from the response text (read_nested_parts).
+  bool store_nested(const schema::Resource& res, const RecordId& id, const NestedParts& parts,
+                    std::int64_t now);
   // Marks a row's nested parts as checked without data (get-one answered NotFound: deletion checks follow).
   void defer_nested(const schema::Resource& res, const RecordId& id, std::int64_t now);
 
@@ -154,9 +157,26 @@ class Replica {
   // Removes a record Knosc no longer has (and, for headers with a flat line list, its lines).
   void remove_record(const schema::Resource& res, const RecordId& id);
 
+  // While one lives, commits do not wait for the disk (synchronous=NORMAL instead of FULL): for transactions
+  // that only store what Knosc sent, which a crash at worst makes the daemon fetch again. WAL keeps such
+  // commits atomic and in order, and the next FULL commit (a local edit) or checkpoint makes them durable
+  // too. Create it outside any transaction.
+  class RefetchableWrites {
+   public:
+    explicit RefetchableWrites(Replica& rep);
+    ~RefetchableWrites();
+    RefetchableWrites(const RefetchableWrites&) = delete;
+    RefetchableWrites& operator=(const RefetchableWrites&) = delete;
+
+   private:
+    SQLite::Database& db_;
+  };
+
  private:
   // Inserts or replaces one row of `res` by its id (hash, parent id, nested parts due again when it changed).
   void write_row(const schema::Resource& res, const Json& row, std::int64_t now);
+  bool store_nested_text(const schema::Resource& res, const RecordId& id, const std::string& text,
+                         std::uint64_t hash, std::int64_t now);
   void prepare_statements();
   void drop_expression_indexes();
 

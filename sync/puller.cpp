@@ -220,7 +220,7 @@ void Puller::release_slot() {
   --in_flight_;
   if (!stopping_ && !waiting_.empty()) {
     auto fn = std::move(waiting_.front());
-    waiting_.erase(waiting_.begin());
+    waiting_.pop_front();
     ++in_flight_;
     fn();
   }
@@ -426,6 +426,8 @@ void Puller::check_deletions(Task& t) {
                 if (gone) spdlog::info("{}: {} was deleted upstream", res2->name, replica::to_string(c.id));
                 to_writer([this, res2, c, gone](replica::Replica& writer_rep) {
                   try {
+                    // Knosc's answer can be asked for again: no need to wait for the disk.
+                    const replica::Replica::RefetchableWrites relaxed(writer_rep);
                     writer_rep.resolve_candidate(*res2, c.id, gone);
                   } catch (const std::exception& e) {
                     spdlog::error("replica: {}", e.what());
@@ -571,11 +573,18 @@ void Puller::store_nested_batch(Task& t) {
   const auto* res = t.res;
   to_writer([this, &t, res, results = std::move(results)](replica::Replica& rep) {
     try {
+      const replica::Replica::RefetchableWrites relaxed(rep);
       SQLite::Transaction tx(rep.db());
       const auto now = unix_now();
       for (const auto& r : results) {
         try {
           if (r.found) {
+            // Read in place when the record is compact JSON, as Knosc sends it; else through a DOM.
+            if (auto parts = replica::read_nested_parts(
+                    r.body, res->get_one == schema::GetOneShape::RowsObject, res->nested)) {
+              rep.store_nested(*res, r.id, *parts, now);
+              continue;
+            }
             auto doc = replica::Json::parse(r.body);
             const auto* rec = get_one_record(doc, res->get_one);
             if (!rec) throw std::runtime_error("unexpected get-one shape");

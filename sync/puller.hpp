@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -112,7 +113,7 @@ class Puller {
   uv_timer_t* timer_ = nullptr;
   int in_flight_ = 0;
   int writer_pending_ = 0;
-  std::vector<std::function<void()>> waiting_;
+  std::deque<std::function<void()>> waiting_;  // requests waiting for a slot, oldest first
   bool stopping_ = false;
   std::function<void()> on_stopped_;
   std::optional<bool> online_;

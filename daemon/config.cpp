@@ -133,6 +133,7 @@ Config load_config(const std::string& path) {
     c.loopback_host = r.str("host").value_or(c.loopback_host);
     c.loopback_port = r.integer("port", 0, 65535).value_or(c.loopback_port);
     c.reader_threads = r.integer("reader_threads", 1, 64).value_or(c.reader_threads);
+    c.response_cache_mb = r.integer("response_cache_mb", 0, 4096).value_or(c.response_cache_mb);
     c.access_ttl_seconds =
         r.integer("access_ttl_seconds", 10, 24 * 3600).value_or(static_cast<int>(c.access_ttl_seconds));
     c.refresh_ttl_seconds = r.integer("refresh_ttl_seconds", 60, 365 * 24 * 3600)

@@ -36,6 +36,7 @@ struct Config {
   std::string loopback_host = "127.0.0.1";
   int loopback_port = 8470;
   int reader_threads = 2;
+  int response_cache_mb = 32;  // answers kept for repeated reads (daemon/response_cache.hpp); 0: none
   std::int64_t access_ttl_seconds = 15 * 60;
   std::int64_t refresh_ttl_seconds = 30 * 24 * 3600;
   std::int64_t offline_login_ttl_seconds = 7 * 24 * 3600;

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "daemon/item_views.hpp"
+#include "daemon/response_cache.hpp"
 #include "daemon/status_report.hpp"
 #include "daemon/xlsx_export.hpp"
 #include "replica/list_query.hpp"
@@ -104,17 +105,53 @@ OJson push_json(const sync::PushStatus& p) {
   return j;
 }
 
+// The caller's row scope as part of a cache key: granular filters change which rows an answer holds.
+std::string scope_key(const LocalSession& s) {
+  if (s.privileges.granular.empty()) return {};
+  OJson j = OJson::array();
+  for (const auto& g : s.privileges.granular)
+    j.push_back(OJson{g.category, g.include, g.values});
+  return j.dump();
+}
+
+// An answer read from the replica, before the headers that depend on the moment it is served.
+struct ReplicaAnswer {
+  HttpResponse response;
+  std::optional<std::int64_t> last_complete;  // of the resource answered about
+};
+
 }  // namespace
 
 struct LoopbackApi::Impl {
   LoopbackDeps d;
   HttpServer server;
+  ResponseCache cache;
   int bound_port = 0;
   std::map<int, std::uint64_t> answered;  // status -> count, for /metrics
+  // Change-feed indexes of what a resource's list pages and get-one answers are built from.
+  std::map<const schema::Resource*, std::vector<std::size_t>> list_sources, record_sources;
 
   explicit Impl(LoopbackDeps deps)
       : d(std::move(deps)),
-        server(d.loop, [this](const HttpRequest& req, Responder r) { handle(req, std::move(r)); }) {}
+        server(d.loop, [this](const HttpRequest& req, Responder r) { handle(req, std::move(r)); }),
+        cache(d.config ? static_cast<std::size_t>(d.config->response_cache_mb) << 20 : 0, d.changes) {
+    if (!d.changes) return;
+    const auto add = [this](std::vector<std::size_t>& to, const std::string& name) {
+      if (auto i = d.changes->index_of(name)) to.push_back(*i);
+    };
+    const replica::WarehouseStatusLookup wh;
+    for (const auto& res : d.catalog->resources()) {
+      auto& list = list_sources[&res];
+      add(list, res.name);
+      // Rows of inactive warehouses are left out of warehouse-scoped lists.
+      if (res.warehouse_scoped) add(list, wh.resource);
+      auto& one = record_sources[&res];
+      add(one, res.name);
+      if (!res.lines.empty()) add(one, res.lines);
+      for (const auto& derived : res.derived)
+        add(one, derived.from);
+    }
+  }
 
   // Wraps a Responder to count answers by status for /metrics.
   Responder counted(Responder respond) {
@@ -136,6 +173,45 @@ struct LoopbackApi::Impl {
         out = internal_error();
       }
       d.inbox->post([shared, out = std::move(out)]() mutable { (*shared)(std::move(out)); });
+    });
+  }
+
+  // Answers a list page or record from the cache when it holds a current answer for `key`. Headers that
+  // depend on the moment (data age, link state) are added as it is served. Checked before anything else is
+  // built for the request: a hit must cost little more than writing the answer.
+  bool serve_cached(const std::string& key, Responder& respond) {
+    const CachedAnswer* hit = cache.find(key);
+    if (!hit) return false;
+    HttpResponse out = hit->response;
+    add_freshness(out, hit->last_complete, d.online ? d.online() : std::nullopt);
+    respond(std::move(out));
+    return true;
+  }
+
+  // Reads an answer on a reader thread and keeps it in the cache when it is a success.
+  void read_and_cache(std::string key, const std::vector<std::size_t>& sources, const std::string& resource,
+                      Responder respond, std::function<ReplicaAnswer(replica::Replica&)> work) {
+    // Taken before the reader reads: a change committed after this moment retires the answer.
+    Generations read_at = cache.enabled() ? cache.snapshot(sources) : Generations{};
+    auto shared = std::make_shared<Responder>(std::move(respond));
+    d.readers->post([this, shared, key, resource, read_at = std::move(read_at),
+                     work = std::move(work)](replica::Replica& rep) mutable {
+      ReplicaAnswer answer;
+      try {
+        answer = work(rep);
+        answer.last_complete = last_complete_pass(rep, resource);
+      } catch (const std::exception& e) {
+        spdlog::error("loopback: reading the replica failed: {}", e.what());
+        answer = ReplicaAnswer{internal_error(), std::nullopt};
+      }
+      d.inbox->post([this, shared, key = std::move(key), read_at = std::move(read_at),
+                     answer = std::move(answer)]() mutable {
+        if (answer.response.status == 200 && cache.enabled())
+          cache.store(std::move(key),
+                      CachedAnswer{answer.response, answer.last_complete, std::move(read_at)});
+        add_freshness(answer.response, answer.last_complete, d.online ? d.online() : std::nullopt);
+        (*shared)(std::move(answer.response));
+      });
     });
   }
 
@@ -560,6 +636,8 @@ struct LoopbackApi::Impl {
   void list(const HttpRequest& req, const LocalSession& session, const schema::Resource& res,
             Responder respond) {
     if (!session.privileges.allows(res.module, Access::View)) return respond(not_privileged());
+    std::string key = scope_key(session) + ' ' + req.target;
+    if (serve_cached(key, respond)) return;
     auto parsed = replica::parse_list_params(req.query_params());
     if (!parsed)
       return respond(
@@ -567,32 +645,29 @@ struct LoopbackApi::Impl {
     auto params = std::move(parsed).value();
     auto scope = scope_of(session);
     const auto* r = &res;
-    const auto online = d.online ? d.online() : std::nullopt;
-    read(std::move(respond),
-         [r, params = std::move(params), scope = std::move(scope), online](replica::Replica& rep) {
-           auto result = replica::run_list(rep.db(), *r, params, scope);
-           OJson env;
-           OJson data;
-           data["headers"] = rep.list_headers(*r).value_or(OJson::array());
-           data["sort"] =
-               OJson{{"key", result.sort.key}, {"type", result.sort.descending ? "Descending" : "Ascending"}};
-           data["rows"] = OJson::array();
-           for (auto& row : result.rows)
-             data["rows"].push_back(std::move(row));
-           env["data"] = std::move(data);
-           env["tags"] = OJson::object();
-           // Only Knosc's user list reports a total (CONTRACT §2).
-           if (r->name == "user") {
-             env["extra"] = OJson{{"page", params.page},
-                                  {"page_size", params.page_size},
-                                  {"total", replica::count_list(rep.db(), *r, params, scope)}};
-           } else {
-             env["extra"] = OJson::object();
-           }
-           auto out = json_response(200, env);
-           add_freshness(out, last_complete_pass(rep, r->name), online);
-           return out;
-         });
+    read_and_cache(std::move(key), list_sources[r], r->name, std::move(respond),
+                   [r, params = std::move(params), scope = std::move(scope)](replica::Replica& rep) {
+                     auto result = replica::run_list(rep.db(), *r, params, scope);
+                     OJson env;
+                     OJson data;
+                     data["headers"] = rep.list_headers(*r).value_or(OJson::array());
+                     data["sort"] = OJson{{"key", result.sort.key},
+                                          {"type", result.sort.descending ? "Descending" : "Ascending"}};
+                     data["rows"] = OJson::array();
+                     for (auto& row : result.rows)
+                       data["rows"].push_back(std::move(row));
+                     env["data"] = std::move(data);
+                     env["tags"] = OJson::object();
+                     // Only Knosc's user list reports a total (CONTRACT §2).
+                     if (r->name == "user") {
+                       env["extra"] = OJson{{"page", params.page},
+                                            {"page_size", params.page_size},
+                                            {"total", replica::count_list(rep.db(), *r, params, scope)}};
+                     } else {
+                       env["extra"] = OJson::object();
+                     }
+                     return ReplicaAnswer{json_response(200, env), std::nullopt};
+                   });
   }
 
   // POST /api/export-data: an XLSX of a list view, built from the replica with the list's semantics (works
@@ -669,37 +744,42 @@ struct LoopbackApi::Impl {
   void get_one(const LocalSession& session, const schema::Resource& res, const std::string& id_text,
                Responder respond) {
     if (!session.privileges.allows(res.module, Access::View)) return respond(not_privileged());
+    std::string key = scope_key(session) + ' ';
+    key += res.name;
+    key += '/';
+    key += id_text;
+    if (serve_cached(key, respond)) return;
     const auto missing = HttpResponse::knosc_error(400, res.missing_message(id_text), res.not_found_code);
     auto id = parse_id(res, id_text);
     if (!id) return respond(missing);
     const auto* r = &res;
     const LocalSession s = session;
-    const auto online = d.online ? d.online() : std::nullopt;
-    read(std::move(respond), [r, s, id = *id, missing, online](replica::Replica& rep) {
-      auto shown = id;
-      auto record = replica::compose_record(rep, *r, id);
-      if (!record) {
-        // A tool may still hold the local id of a record it created offline: after the push that id names
-        // the record under its Knosc id, which the answer carries (and a header repeats).
-        if (const auto* local = std::get_if<std::int64_t>(&id); local && *local < 0)
-          if (auto known = replica::server_id_of(rep, *r, *local)) {
-            shown = *known;
-            record = replica::compose_record(rep, *r, *known);
-          }
-      }
-      if (!record || !granular_allows(s, *record)) return missing;
-      OJson body;
-      if (r->get_one == schema::GetOneShape::RowsObject) {
-        body["data"]["rows"] = std::move(*record);
-      } else {
-        body["data"] = std::move(*record);
-      }
-      auto out = json_response(200, body);
-      add_freshness(out, last_complete_pass(rep, r->name), online);
-      if (!(shown == id)) out.set_header("X-Knosc-Syncd-Record-Id", replica::to_string(shown));
-      if (rep.is_pending(*r, shown)) out.set_header("X-Knosc-Syncd-Pending", "true");
-      return out;
-    });
+    read_and_cache(std::move(key), record_sources[r], r->name, std::move(respond),
+                   [r, s, id = *id, missing](replica::Replica& rep) {
+                     auto shown = id;
+                     auto record = replica::compose_record(rep, *r, id);
+                     if (!record) {
+                       // A tool may still hold the local id of a record it created offline: after the push
+                       // that id names the record under its Knosc id, which the answer carries (and a header
+                       // repeats).
+                       if (const auto* local = std::get_if<std::int64_t>(&id); local && *local < 0)
+                         if (auto known = replica::server_id_of(rep, *r, *local)) {
+                           shown = *known;
+                           record = replica::compose_record(rep, *r, *known);
+                         }
+                     }
+                     if (!record || !granular_allows(s, *record)) return ReplicaAnswer{missing, std::nullopt};
+                     OJson body;
+                     if (r->get_one == schema::GetOneShape::RowsObject) {
+                       body["data"]["rows"] = std::move(*record);
+                     } else {
+                       body["data"] = std::move(*record);
+                     }
+                     auto out = json_response(200, body);
+                     if (!(shown == id)) out.set_header("X-Knosc-Syncd-Record-Id", replica::to_string(shown));
+                     if (rep.is_pending(*r, shown)) out.set_header("X-Knosc-Syncd-Pending", "true");
+                     return ReplicaAnswer{std::move(out), std::nullopt};
+                   });
   }
 
   // The daemon's own routes
@@ -899,7 +979,8 @@ struct LoopbackApi::Impl {
     auto answered_now = answered;
     const auto sessions = d.auth->active_sessions();
     const auto push = d.push_status ? std::optional<sync::PushStatus>(d.push_status()) : std::nullopt;
-    read(std::move(respond), [online, answered_now, sessions, push](replica::Replica& rep) {
+    const auto cached = cache.stats();
+    read(std::move(respond), [online, answered_now, sessions, push, cached](replica::Replica& rep) {
       const auto st = rep.status();
       std::ostringstream o;
       o << "# HELP knosc_syncd_upstream_online Whether Knosc answered the last request (1) or not (0).\n"
@@ -951,6 +1032,19 @@ struct LoopbackApi::Impl {
       o << "# HELP knosc_syncd_loopback_sessions Active loopback sessions.\n# TYPE "
            "knosc_syncd_loopback_sessions gauge\n"
         << "knosc_syncd_loopback_sessions " << sessions << "\n";
+      o << "# HELP knosc_syncd_response_cache_hits_total Loopback reads answered from the response cache.\n"
+        << "# TYPE knosc_syncd_response_cache_hits_total counter\nknosc_syncd_response_cache_hits_total "
+        << cached.hits << "\n"
+        << "# HELP knosc_syncd_response_cache_misses_total Cacheable loopback reads that read the replica.\n"
+        << "# TYPE knosc_syncd_response_cache_misses_total counter\nknosc_syncd_response_cache_misses_total "
+        << cached.misses << "\n"
+        << "# HELP knosc_syncd_response_cache_retired_total Cached answers retired by a replica change.\n"
+        << "# TYPE knosc_syncd_response_cache_retired_total "
+           "counter\nknosc_syncd_response_cache_retired_total "
+        << cached.stale << "\n"
+        << "# HELP knosc_syncd_response_cache_bytes Memory held by cached answers (estimate).\n"
+        << "# TYPE knosc_syncd_response_cache_bytes gauge\nknosc_syncd_response_cache_bytes " << cached.bytes
+        << "\n";
       HttpResponse r;
       r.status = 200;
       r.body = o.str();

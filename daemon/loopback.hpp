@@ -54,6 +54,8 @@ struct LoopbackDeps {
   // Bearer token of `knosc-syncd resolve` (daemon/cli_conflicts.hpp); accepted on the /syncd settle routes
   // only. Empty: no CLI access.
   std::string cli_token;
+  // The replica's change generations (published by the writer); null: answers are not cached.
+  const replica::ChangeFeed* changes = nullptr;
 };
 
 class LoopbackApi {

@@ -63,6 +63,7 @@ std::int64_t unix_now() {
 // Everything the loop thread owns while the daemon runs.
 struct Runtime {
   uv_loop_t loop{};
+  std::shared_ptr<replica::ChangeFeed> changes;  // outlives the writer (whose connection points at it)
   std::unique_ptr<replica::ReplicaWriter> writer;
   std::unique_ptr<sync::LoopInbox> inbox;
   std::unique_ptr<sync::HttpClient> http;
@@ -171,7 +172,8 @@ int run_daemon(const Config& config) {
     ::chmod(config.replica_path().c_str(), 0600);
     rep->set_state("started_at", std::to_string(unix_now()));
     rep->set_state("online", "false");
-    rt.writer = std::make_unique<replica::ReplicaWriter>(std::move(rep));
+    rt.changes = std::make_shared<replica::ChangeFeed>(schema::Catalog::builtin());
+    rt.writer = std::make_unique<replica::ReplicaWriter>(std::move(rep), rt.changes);
   } catch (const std::exception& e) {
     spdlog::critical("{}: cannot open the replica: {}", config.replica_path(), e.what());
     return 1;
@@ -211,6 +213,7 @@ int run_daemon(const Config& config) {
   deps.readers = rt.readers.get();
   deps.inbox = rt.inbox.get();
   deps.auth = rt.auth.get();
+  deps.changes = rt.changes.get();
   deps.online = [puller] { return puller->online(); };
   deps.progress = [puller] { return puller->progress(); };
   deps.upstream = rt.session.get();

@@ -5,7 +5,9 @@
 
 namespace knosc::replica {
 
-ReplicaWriter::ReplicaWriter(std::unique_ptr<Replica> replica) : replica_(std::move(replica)) {
+ReplicaWriter::ReplicaWriter(std::unique_ptr<Replica> replica, std::shared_ptr<ChangeFeed> feed)
+    : feed_(std::move(feed)), replica_(std::move(replica)) {
+  if (feed_) feed_->watch(replica_->db());
   thread_ = std::thread([this] { run(); });
 }
 
@@ -65,6 +67,8 @@ void ReplicaWriter::run() {
     } catch (const std::exception& e) {
       spdlog::error("replica writer: task failed: {}", e.what());
     }
+    // After the task, so every transaction it made has committed before a cache sees the change.
+    if (feed_) feed_->publish();
     std::lock_guard lock(mu_);
     busy_ = false;
   }

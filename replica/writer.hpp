@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "replica/change_feed.hpp"
 #include "replica/replica.hpp"
 
 namespace knosc::replica {
@@ -18,8 +19,9 @@ class ReplicaWriter {
  public:
   using Task = std::function<void(Replica&)>;
 
-  // Starts the thread; the replica is used only on it from now on.
-  explicit ReplicaWriter(std::unique_ptr<Replica> replica);
+  // Starts the thread; the replica is used only on it from now on. With a feed, the replica's changes are
+  // watched and published after each task (replica/change_feed.hpp).
+  explicit ReplicaWriter(std::unique_ptr<Replica> replica, std::shared_ptr<ChangeFeed> feed = nullptr);
   ~ReplicaWriter();  // stop()
   ReplicaWriter(const ReplicaWriter&) = delete;
   ReplicaWriter& operator=(const ReplicaWriter&) = delete;
@@ -37,6 +39,8 @@ class ReplicaWriter {
  private:
   void run();
 
+  std::shared_ptr<ChangeFeed>
+      feed_;  // declared first so the connection, whose hook points at it, closes first
   std::unique_ptr<Replica> replica_;
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -3,6 +3,7 @@ routes. Byte-for-byte parity with Knosc for every route is in test_parity.py."""
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -109,6 +110,55 @@ def test_daemon_routes(env):
     assert 'knosc_syncd_replica_rows{resource="purchase-order"}' in metrics.text
     assert "knosc_syncd_upstream_online 1" in metrics.text
     assert requests.get(root + "/nothing-here", timeout=10).status_code == 404
+
+
+def cache_counter(base: str, name: str) -> int:
+    text = requests.get(base[: -len("/api")] + "/metrics", timeout=10).text
+    return int(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " ")))
+
+
+def test_repeated_reads_come_from_the_cache_and_every_change_shows(env):
+    sim, d, base = env
+    tool, _ = login(base, "sync@acme.example", "sync-password")
+    item = tool.get(base + "/item-master", params={"page_size": 1, "page": 3}).json()["data"]["rows"][0]
+    url = f"{base}/item-master/{item['id']}"
+    listing = {"filter": json.dumps({"Item Number": item["Item Number"]})}
+    first, first_list = tool.get(url), tool.get(base + "/item-master", params=listing)
+    assert first.status_code == 200 and first_list.json()["data"]["rows"] == [first.json()["data"]]
+    hits = cache_counter(base, "knosc_syncd_response_cache_hits_total")
+    for _ in range(5):
+        again = tool.get(url)
+        assert again.json() == first.json()
+        assert int(again.headers["X-Knosc-Syncd-Data-Age"]) >= 0 and again.headers["X-Knosc-Syncd-Upstream"] == "online"
+        assert tool.get(base + "/item-master", params=listing).json() == first_list.json()
+    # Passes complete every 2 s here and each completion retires the resource's answers, so most, not all,
+    # of the ten reads are hits.
+    assert cache_counter(base, "knosc_syncd_response_cache_hits_total") >= hits + 5
+
+    # Another writer's change shows after the next pass, in the record and in the list.
+    admin, r = login(sim.base, "admin@acme.example", "admin-password")
+    assert r.status_code == 200
+    assert admin.put(url.replace(base, sim.base), json={"Item Description": "changed in Knosc"}).ok
+    wait_until(lambda: tool.get(url).json()["data"]["Item Description"] == "changed in Knosc", 60,
+               "the other writer's change in the loopback's answer")
+    wait_until(lambda: tool.get(base + "/item-master", params=listing).json()["data"]["rows"][0]["Item Description"]
+               == "changed in Knosc", 30, "the change in the list")
+
+    # A tool's own change shows in the very next read, with no wait.
+    for n in range(3):
+        text = f"changed through the loopback {n}"
+        assert tool.put(url, json={"Item Description": text}).status_code == 200
+        assert tool.get(url).json()["data"]["Item Description"] == text
+        assert tool.get(base + "/item-master", params=listing).json()["data"]["rows"][0]["Item Description"] == text
+
+    # Callers with different granular filters never share an answer.
+    wh1, _ = login(base, "wh1@acme.example", "wh1-password")
+    everything = tool.get(base + "/purchase-order", params={"page_size": 1000}).json()["data"]["rows"]
+    assert any(row["Warehouse Number"] != "WH-01" for row in everything)
+    for _ in range(2):
+        rows = wh1.get(base + "/purchase-order", params={"page_size": 1000}).json()["data"]["rows"]
+        assert rows and all(row["Warehouse Number"] == "WH-01" for row in rows)
+    assert tool.get(base + "/purchase-order", params={"page_size": 1000}).json()["data"]["rows"] == everything
 
 
 def test_reads_and_cached_logins_keep_working_offline(env):

@@ -78,6 +78,7 @@ TEST_CASE("a complete config file loads") {
   CHECK(c.pull.resources.at("purchase-order").interval_seconds == 30);
   CHECK_FALSE(c.pull.resources.at("role").enabled);
   CHECK(c.verify_tls);
+  CHECK(c.response_cache_mb == 32);  // the default
   CHECK(c.replica_path() == "/var/lib/knosc-syncd/replica.sqlite3");
 }
 
@@ -123,6 +124,9 @@ TEST_CASE("config mistakes name the key and the line") {
       {"[upstream]\nbase_url = \"http://x\"\nusername = \"u\"\npassword_file = \"p\"\n[storage]\nstate_dir = "
        "\"/s\"\n[push]\nconflict_ticket = true\n",
        ":8: unknown key push.conflict_ticket"},
+      {"[upstream]\nbase_url = \"http://x\"\nusername = \"u\"\npassword_file = \"p\"\n[storage]\nstate_dir = "
+       "\"/s\"\n[loopback]\nresponse_cache_mb = -1\n",
+       ":8: loopback.response_cache_mb must be between 0 and 4096 (got -1)"},
   };
   for (const auto& c : cases) {
     INFO(c.text);

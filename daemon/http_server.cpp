@@ -109,7 +109,27 @@ bool server_owned_header(std::string_view name) {
          iequals(name, "transfer-encoding");
 }
 
-std::string serialize_response(HttpResponse& response, bool head, bool close) {
+// The Date header's text, made again only when the second changes (the loop thread answers many requests a
+// second; formatting the date for each showed in profiles).
+const std::string& current_http_date() {
+  thread_local std::time_t formatted_at = -1;
+  thread_local std::string text;
+  const std::time_t now = std::time(nullptr);
+  if (now != formatted_at) {
+    text = http_date(now);
+    formatted_at = now;
+  }
+  return text;
+}
+
+// The status line and headers; the body goes with them when it is small or not shared, else after them in a
+// second buffer (`tail`) so a cached body is never copied.
+struct SerializedResponse {
+  std::string head;
+  std::shared_ptr<const std::string> tail;
+};
+
+SerializedResponse serialize_response(HttpResponse& response, bool head, bool close) {
   if (response.status < 200 || response.status > 599) {
     // Interim (1xx) or invented codes would break the client's framing of every later response.
     spdlog::error("loopback handler answered with HTTP status {}; sending 500 instead", response.status);
@@ -117,25 +137,44 @@ std::string serialize_response(HttpResponse& response, bool head, bool close) {
   }
   const char* reason = http_status_str(static_cast<http_status>(response.status));
   if (reason == nullptr || reason[0] == '<') reason = "Unknown";
-  std::string out = "HTTP/1.1 " + std::to_string(response.status) + " " + reason + "\r\n";
+  const std::string& body = response.content();
+  SerializedResponse out;
+  std::string& h = out.head;
+  h.reserve(256 + (response.shared_body ? 0 : body.size()));
+  h += "HTTP/1.1 ";
+  h += std::to_string(response.status);
+  h += ' ';
+  h += reason;
+  h += "\r\n";
   for (const auto& [name, value] : response.headers) {
     if (server_owned_header(name)) continue;
     if (!header_is_sendable(name, value)) {
       spdlog::warn("loopback response header '{}' dropped: not a valid header line", name);
       continue;
     }
-    out += name;
-    out += ": ";
-    out += value;
-    out += "\r\n";
+    h += name;
+    h += ": ";
+    h += value;
+    h += "\r\n";
   }
-  out += "Date: " + http_date(std::time(nullptr)) + "\r\n";
+  h += "Date: ";
+  h += current_http_date();
+  h += "\r\n";
   // 204 and 304 carry no body and, per RFC 9110, no Content-Length describing one.
   const bool bodiless_status = response.status == 204 || response.status == 304;
-  if (!bodiless_status) out += "Content-Length: " + std::to_string(response.body.size()) + "\r\n";
-  out += close ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n";
+  if (!bodiless_status) {
+    h += "Content-Length: ";
+    h += std::to_string(body.size());
+    h += "\r\n";
+  }
+  h += close ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n";
   // HEAD gets the headers a GET would (including its Content-Length) and no body.
-  if (!head && !bodiless_status) out += response.body;
+  if (head || bodiless_status) return out;
+  if (response.shared_body && body.size() > 4096) {
+    out.tail = response.shared_body;
+  } else {
+    h += body;
+  }
   return out;
 }
 
@@ -299,7 +338,8 @@ struct HttpServer::Impl {
     void fail_parse(http_errno err);
     void queue_server_error(int status, std::string_view message, std::string_view code);
     void flush();
-    void write_raw(std::string data);
+    // Writes `data`, then `tail` when given (kept alive until the write completes).
+    void write_raw(std::string data, std::shared_ptr<const std::string> tail = nullptr);
     void begin_close();
     void close_now();
     void drain_for_shutdown();
@@ -728,7 +768,8 @@ void HttpServer::Impl::Connection::flush() {
     // the answers that follow it.
     bool close =
         !exchange->keep_alive || (finish_after_pipeline && pipeline.empty() && !(in_message && headers_done));
-    write_raw(serialize_response(*exchange->response, exchange->head, close));
+    auto serialized = serialize_response(*exchange->response, exchange->head, close);
+    write_raw(std::move(serialized.head), std::move(serialized.tail));
     if (close) {
       begin_close();
       return;
@@ -749,15 +790,21 @@ void HttpServer::Impl::Connection::flush() {
   check_finished();
 }
 
-void HttpServer::Impl::Connection::write_raw(std::string data) {
+void HttpServer::Impl::Connection::write_raw(std::string data, std::shared_ptr<const std::string> tail) {
   struct WriteRequest {
     uv_write_t req;
     std::string data;
+    std::shared_ptr<const std::string> tail;
   };
-  auto* w = new WriteRequest{{}, std::move(data)};
+  auto* w = new WriteRequest{{}, std::move(data), std::move(tail)};
   w->req.data = this;
-  uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
-  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp), &buf, 1, [](uv_write_t* req, int status) {
+  uv_buf_t bufs[2];
+  unsigned n = 0;
+  bufs[n++] = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+  // libuv only reads the buffers it is given; the cast drops the const its signature lacks.
+  if (w->tail && !w->tail->empty())
+    bufs[n++] = uv_buf_init(const_cast<char*>(w->tail->data()), static_cast<unsigned>(w->tail->size()));
+  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp), bufs, n, [](uv_write_t* req, int status) {
     // Runs before the handle's close callback even when the write is cancelled, so the connection is alive.
     auto* conn = static_cast<Connection*>(req->data);
     delete reinterpret_cast<WriteRequest*>(req);

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -46,6 +47,11 @@ struct HttpResponse {
   // depend on the connection's framing, not on the route.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  // When set, sent instead of `body`: a body shared with a cache of answers, written to the socket from
+  // where it is without a copy.
+  std::shared_ptr<const std::string> shared_body;
+
+  const std::string& content() const { return shared_body ? *shared_body : body; }
 
   // Replaces every header of that name (case-insensitive) with one.
   void set_header(std::string_view name, std::string value);

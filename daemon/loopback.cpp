@@ -206,9 +206,13 @@ struct LoopbackApi::Impl {
       }
       d.inbox->post([this, shared, key = std::move(key), read_at = std::move(read_at),
                      answer = std::move(answer)]() mutable {
-        if (answer.response.status == 200 && cache.enabled())
+        if (answer.response.status == 200 && cache.enabled()) {
+          // The body is shared by the cache and every answer sent from it, never copied.
+          answer.response.shared_body = std::make_shared<const std::string>(std::move(answer.response.body));
+          answer.response.body.clear();
           cache.store(std::move(key),
                       CachedAnswer{answer.response, answer.last_complete, std::move(read_at)});
+        }
         add_freshness(answer.response, answer.last_complete, d.online ? d.online() : std::nullopt);
         (*shared)(std::move(answer.response));
       });

@@ -9,7 +9,7 @@ namespace {
 // What an entry costs beyond its key and body: node, map slot, headers, generations (an estimate; the
 // budget is about bodies, which dominate).
 std::size_t size_of(const std::string& key, const CachedAnswer& a) {
-  std::size_t n = 160 + 2 * key.size() + a.response.body.size() + a.read_at.size() * 16;
+  std::size_t n = 160 + 2 * key.size() + a.response.content().size() + a.read_at.size() * 16;
   for (const auto& [name, value] : a.response.headers)
     n += name.size() + value.size() + 64;
   return n;

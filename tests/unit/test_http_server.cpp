@@ -1419,3 +1419,49 @@ TEST_CASE("destroying the server without shutdown still lets the loop close", "[
   held.reset();
   CHECK(loop.close() == 0);
 }
+
+TEST_CASE("a shared body is sent whole to every request, small or large, and HEAD gets none",
+          "[http_server]") {
+  TestLoop loop;
+  std::string large_text(200 * 1024, 'x');
+  for (std::size_t i = 0; i < large_text.size(); i += 997)
+    large_text[i] = static_cast<char>('a' + (i / 997) % 26);  // a copy cut or shifted anywhere shows
+  const auto large = std::make_shared<const std::string>(large_text);
+  const auto small = std::make_shared<const std::string>(R"({"small":true})");
+  HttpServer server(
+      loop.get(),
+      [&](const HttpRequest& req, Responder respond) {
+        HttpResponse r;
+        r.set_json_content_type();
+        r.body = "ignored: shared_body wins";
+        r.shared_body = req.path == "/small" ? small : large;
+        respond(std::move(r));
+      },
+      fast_limits());
+  REQUIRE(server.listen("127.0.0.1", 0) == 0);
+  const int port = server.bound_port();
+
+  std::vector<std::optional<Reply>> replies(4);
+  ClientThread client([&] {
+    Socket s("127.0.0.1", port);
+    // Pipelined: each answer's framing must end exactly where the next begins.
+    s.send(get("/large") + get("/small") + "HEAD /large HTTP/1.1\r\nHost: localhost\r\n\r\n" + get("/large"));
+    replies[0] = s.read_response();
+    replies[1] = s.read_response();
+    replies[2] = s.read_response(true);
+    replies[3] = s.read_response();
+  });
+  client.finish(loop);
+  for (const auto& r : replies)
+    REQUIRE(r);
+  CHECK(replies[0]->body == large_text);
+  CHECK(replies[0]->header("content-length") ==
+        std::optional<std::string>(std::to_string(large_text.size())));
+  CHECK(replies[1]->body == *small);
+  CHECK(replies[2]->header("content-length") ==
+        std::optional<std::string>(std::to_string(large_text.size())));
+  CHECK(replies[2]->body.empty());
+  CHECK(replies[3]->body == large_text);
+  shut_down(loop, server);
+  CHECK(loop.close() == 0);
+}

@@ -30,6 +30,7 @@
 
 #include "daemon/http_server.hpp"
 #include "daemon/local_auth.hpp"
+#include "replica/python_text.hpp"
 #include "replica/replica.hpp"
 
 namespace knosc::daemon {
@@ -109,8 +110,8 @@ namespace item_views_detail {
 std::string py_repr(std::string_view s);
 // A JSON value as Python's repr() of the decoded value writes it ('x', 5, 1.5, True, None, [..], {..}).
 std::string py_repr_json(const nlohmann::ordered_json& v);
-// A float as Python's repr() writes it: shortest round-trip digits, "1.0", "1e-05", "1e+16".
-std::string py_float_repr(double v);
+// A float as Python's repr() writes it (replica/python_text.hpp).
+using replica::py_float_repr;
 // Python's round(v, 2): the exact binary value rounded half-to-even at two decimals.
 double round2(double v);
 // Python's int() of a query parameter (blanks around, a sign, digits with single underscores between them).

@@ -9,6 +9,7 @@
 #include <ctime>
 
 #include "daemon/jobs.hpp"
+#include "daemon/upstream_answer.hpp"
 #include "sync/retry_policy.hpp"
 
 namespace knosc::daemon {
@@ -307,11 +308,8 @@ struct AnalyticsCache::Impl {
                          done(std::nullopt, link);
                          return release();
                        }
-                       HttpResponse out;
-                       out.status = static_cast<int>(r.status);
-                       out.body = std::move(r.response.body);
                        const auto type = r.response.header("content-type").value_or("application/json");
-                       out.set_header("Content-Type", type);
+                       HttpResponse out = pass_through(r.response);
                        if (outcome == UpstreamOutcome::Store) {
                          if (entry.scope == CacheScope::Privileges) {
                            const auto body = OJson::parse(out.body, nullptr, false);

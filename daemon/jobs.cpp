@@ -15,6 +15,7 @@
 
 #include "daemon/multipart.hpp"
 #include "daemon/status_report.hpp"
+#include "daemon/upstream_answer.hpp"
 
 namespace knosc::daemon {
 
@@ -488,12 +489,7 @@ struct Jobs::Impl {
         d.upstream->call("GET", "/job/" + name, "", [shared, none](sync::ApiResult r) mutable {
           if (r.kind != sync::ApiResult::Kind::Ok && r.kind != sync::ApiResult::Kind::HttpError)
             return (*shared)(std::move(none));
-          HttpResponse out;
-          out.status = static_cast<int>(r.status);
-          out.body = std::move(r.response.body);
-          for (const char* h : {"content-type", "content-disposition"})
-            if (auto v = r.response.header(h)) out.set_header(h, *v);
-          (*shared)(std::move(out));
+          (*shared)(pass_through(r.response, {"content-disposition"}));
         });
       });
     });

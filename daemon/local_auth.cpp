@@ -16,6 +16,8 @@
 #include <unordered_set>
 #include <utility>
 
+#include "daemon/upstream_answer.hpp"
+
 namespace knosc::daemon {
 
 namespace {
@@ -167,17 +169,6 @@ HttpResponse internal_error() {
 HttpResponse upstream_unexpected() {
   return HttpResponse::knosc_error(502, "Knosc gave an unexpected answer to the login; try again.",
                                    "Sync.UpstreamError");
-}
-
-// Upstream's answer, handed to the tool as it came (status, body, Retry-After), as a tool talking to Knosc
-// directly would have seen it.
-HttpResponse pass_through(const sync::HttpResponse& r) {
-  HttpResponse out;
-  out.status = static_cast<int>(r.status);
-  out.body = r.body;
-  out.set_header("Content-Type", r.header("content-type").value_or("application/json"));
-  if (const auto retry = r.header("retry-after")) out.set_header("Retry-After", *retry);
-  return out;
 }
 
 // The Cookie request header(s); HTTP/1.1 clients send one, but nothing forbids more.

@@ -14,6 +14,7 @@
 #include "daemon/item_views.hpp"
 #include "daemon/response_cache.hpp"
 #include "daemon/status_report.hpp"
+#include "daemon/upstream_answer.hpp"
 #include "daemon/xlsx_export.hpp"
 #include "replica/list_query.hpp"
 #include "replica/outbox.hpp"
@@ -361,16 +362,12 @@ struct LoopbackApi::Impl {
       return respond(HttpResponse::knosc_error(
           503, "Knosc cannot be reached; passwords can be set again when the link is back.", "Sync.Offline"));
     auto shared = std::make_shared<Responder>(std::move(respond));
-    d.upstream->call(req.method, req.target.substr(4), req.body, [shared](sync::ApiResult r) {
+    d.upstream->call(req.method, req.target.substr(4), req.body, [shared](sync::ApiResult r) mutable {
       if (r.kind == sync::ApiResult::Kind::Transport || r.kind == sync::ApiResult::Kind::LockedOut ||
           r.kind == sync::ApiResult::Kind::AuthFailed)
         return (*shared)(HttpResponse::knosc_error(
             503, "Knosc cannot be reached; try again when the link is back.", "Sync.Offline"));
-      HttpResponse out;
-      out.status = static_cast<int>(r.status);
-      out.body = r.response.body;
-      if (auto ct = r.response.header("content-type")) out.set_header("Content-Type", *ct);
-      (*shared)(std::move(out));
+      (*shared)(pass_through(r.response));
     });
   }
 
@@ -459,10 +456,7 @@ struct LoopbackApi::Impl {
           if (r.kind == sync::ApiResult::Kind::LockedOut || r.kind == sync::ApiResult::Kind::AuthFailed)
             return (*shared)(HttpResponse::knosc_error(
                 503, "knosc-syncd cannot log in to Knosc right now: " + r.message, "Sync.Unavailable"));
-          HttpResponse out;
-          out.status = static_cast<int>(r.status);
-          out.body = r.response.body;
-          if (auto ct = r.response.header("content-type")) out.set_header("Content-Type", *ct);
+          HttpResponse out = pass_through(r.response);
           if (r.kind != sync::ApiResult::Kind::Ok) return (*shared)(std::move(out));
           if (!res) {
             // Line moves, accepted suggestions, notes and subscribers change records of other lists: fetch

@@ -474,7 +474,7 @@ struct LoopbackApi::Impl {
           // Which record changed: the path names it, or a create's answer carries its id.
           std::optional<std::string> id = path_id;
           if (!id) {
-            auto body = nlohmann::json::parse(r.response.body, nullptr, false);
+            auto body = nlohmann::json::parse(out.body, nullptr, false);  // pass_through took the body
             if (body.is_object() && body.contains("id") &&
                 (body["id"].is_number_integer() || body["id"].is_string()))
               id = body["id"].is_string() ? body["id"].get<std::string>()

@@ -372,6 +372,12 @@ struct HttpClient::Impl {
     } else {
       set(CURLOPT_CUSTOMREQUEST, rq.method.c_str());
     }
+    // libcurl sends a request again by itself when a reused connection turns out dead before any byte of the
+    // answer arrived, even a POST whose body it had written and Knosc may have applied. A change must reach
+    // Knosc at most once per attempt (the pusher decides about repeats, after looking upstream), so changes
+    // go on a connection of their own, which libcurl never retries.
+    const bool read_only = rq.method == "GET" || rq.method == "HEAD" || rq.method.empty();
+    if (!read_only) set(CURLOPT_FRESH_CONNECT, 1L);
     return ok;
   }
 

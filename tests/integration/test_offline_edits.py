@@ -220,7 +220,11 @@ def test_a_create_whose_answer_was_lost_is_not_created_twice(env):
         {"route": "^/api/unit-master$", "method": "POST", "kind": "reset_after", "count": 2}]})
     try:
         online(sim, d)
-        wait_until(lambda: outbox(tool, base) == [], 120, "the outbox to drain")
+        try:
+            wait_until(lambda: outbox(tool, base) == [], 120, "the outbox to drain")
+        except AssertionError as e:
+            log = "\n".join(line for line in d.log().splitlines() if " listed " not in line)
+            raise AssertionError(f"{e}\noutbox: {outbox(tool, base)}\ndaemon log:\n{log[-8000:]}") from None
     finally:
         sim.delete("/_sim/faults")
     assert sim.stats()["created"].get("unit-master", 0) == before + 1

@@ -346,8 +346,35 @@ TEST_CASE("HttpClient: GET and POST carry headers and bodies both ways", "[http]
   CHECK(seen[1].body == R"({"a":1})");
   CHECK(seen[4].method == "DELETE");
   CHECK(seen[4].body.empty());
-  // Keep-alive: the multi handle's connection cache serves every exchange over the first connection.
-  CHECK(server.connections() == 1);
+  // Keep-alive: reads share the multi handle's cached connection; each change opens its own (see the next
+  // test), which later reads may then reuse.
+  CHECK(seen[0].connection == 1);
+  for (std::size_t i = 1; i < seen.size(); ++i)
+    CHECK(seen[i].connection == static_cast<int>(i + 1));
+  CHECK(server.connections() == 5);
+  r = f.exchange({"GET", server.url("/api/after"), {}, {}});
+  CHECK(r.status == 200);
+  CHECK(server.connections() == 5);
+  f.close_and_check();
+}
+
+TEST_CASE("HttpClient: a change whose connection dies is never sent again by libcurl", "[http][failures]") {
+  // libcurl repeats a request on a fresh connection when a reused one dies before any answer byte, even a
+  // POST the server had read (and Knosc may have applied). Changes therefore never ride a reused connection.
+  ScriptedServer server([](const Received& rq) {
+    Reply r;
+    if (rq.method != "GET") r.action = Reply::Action::ResetAfterRead;
+    return r;
+  });
+  Fixture f;
+  REQUIRE(f.exchange({"GET", server.url("/api/warm"), {}, {}}).status == 200);  // a connection to reuse
+  for (std::string method : {"POST", "PUT", "DELETE"}) {
+    const auto before = server.request_count();
+    const auto r = f.exchange({method, server.url("/api/unit-master"), {}, method == "DELETE" ? "" : "{}"});
+    CHECK_FALSE(r.transport_ok());
+    CHECK(r.maybe_delivered);
+    CHECK(server.request_count() == before + 1);
+  }
   f.close_and_check();
 }
 

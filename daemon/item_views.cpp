@@ -1073,7 +1073,7 @@ std::vector<OJson> rows_of_item(View& v, const std::string& resource, const OJso
   const std::string by = number.is_string() ? key_sql(res, "Item Number") : key_sql(res, "Item Id");
   // No ORDER BY: it could lead SQLite to walk the resource in id order instead of seeking the slot's index.
   SQLite::Statement q(
-      v.db(), "SELECT body FROM record WHERE resource = " + sql_quote(resource) + " AND " + by + " = ?1");
+      v.db(), "SELECT body FROM record WHERE " + replica::resource_terms(res) + " AND " + by + " = ?1");
   Binds b;
   b.add(number.is_string() ? number : id);
   b.bind(q);
@@ -1846,8 +1846,8 @@ HttpResponse auto_complete_view(replica::Replica& rep, const LocalSession& sessi
   auto candidates = v.memo().get<Candidates>("autocomplete\x1f" + resource + "\x1f" + *category, [&] {
     Candidates out;
     const auto& res = v.catalog().at(resource);
-    SQLite::Statement q(v.db(), "SELECT id, " + key_sql(res, *category) + " FROM record WHERE resource = " +
-                                    sql_quote(resource) + " AND " + is_text_sql(res, *category));
+    SQLite::Statement q(v.db(), "SELECT id, " + key_sql(res, *category) + " FROM record WHERE " +
+                                    replica::resource_terms(res) + " AND " + is_text_sql(res, *category));
     while (q.executeStep()) {
       std::string t = q.getColumn(1).getString();
       std::string folded = py_lower(t);

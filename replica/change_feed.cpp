@@ -12,6 +12,9 @@ namespace knosc::replica {
 
 namespace {
 
+// The resource a RecordsOf on this thread names, if any.
+thread_local const std::string* declared_records = nullptr;
+
 // Tables whose rows answers are built from, each with a `resource` column naming the catalog resource.
 constexpr std::array<const char*, 5> kResourceTables = {"record", "pending_record", "outbox", "local_id",
                                                         "list_meta"};
@@ -67,6 +70,10 @@ struct ChangeFeed::Watch {
                    sqlite3_int64 /*old_rowid*/, sqlite3_int64 /*new_rowid*/) {
     auto* w = static_cast<Watch*>(ctx);
     if (std::strcmp(schema_name, "main") != 0) return;
+    if (declared_records && std::strcmp(table, kResourceTables[0]) == 0) {
+      w->feed->mark(*declared_records);
+      return;
+    }
     for (std::size_t i = 0; i < kResourceTables.size(); ++i) {
       if (w->resource_column[i] < 0 || std::strcmp(table, kResourceTables[i]) != 0) continue;
       w->mark_row(db, op, w->resource_column[i]);
@@ -91,6 +98,14 @@ struct ChangeFeed::Watch {
     if (op != SQLITE_DELETE && sqlite3_preupdate_new(conn, column, &v) == SQLITE_OK) feed->mark(text_of(v));
   }
 };
+
+ChangeFeed::RecordsOf::RecordsOf(const std::string& resource) : outer_(declared_records) {
+  declared_records = &resource;
+}
+
+ChangeFeed::RecordsOf::~RecordsOf() {
+  declared_records = outer_;
+}
 
 ChangeFeed::ChangeFeed(const schema::Catalog& catalog)
     : catalog_(catalog),

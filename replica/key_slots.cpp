@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <limits>
 
+#include "replica/list_query.hpp"
+
 namespace knosc::replica {
 namespace {
 
@@ -12,6 +14,18 @@ void bind_copy(SQLite::Statement& st, int param, std::string_view value, std::st
   buffer.assign(value);
   st.bindNoCopy(param, buffer);
 }
+
+// "record_k<slot>_<resource>", a line list's own index of a slot.
+std::string own_index_name(const schema::Resource& res, int slot) {
+  return slot_index_name(slot) + "_" + res.name;
+}
+
+// The conditions of the shared slot indexes and of record_nested_due, which resource_terms repeats word for
+// word: SQLite matches a query's terms against a partial index's condition as written.
+std::string shared_slot_term(int slot) {
+  return "slot_count >= " + std::to_string(slot);
+}
+constexpr const char* kNestedPartsTerm = "nested_parts = 1";
 
 bool nameable(std::string_view key) {
   // The list queries name keys in SQLite JSON paths ($."key"), which have no escape for '"'; such keys are
@@ -57,7 +71,76 @@ std::string slot_index_name(int slot) {
   return s;
 }
 
-SlotFiller::SlotFiller(const schema::Resource& res) : keys_(indexed_keys(res)) {}
+bool has_own_slot_indexes(const schema::Resource& res) {
+  return res.is_line_list();
+}
+
+std::string slot_index(const schema::Resource& res, int slot) {
+  if (!has_own_slot_indexes(res)) return slot_index_name(slot);
+  return sql_identifier(own_index_name(res, slot));
+}
+
+std::vector<std::pair<std::string, std::string>> partial_indexes(const schema::Catalog& catalog) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::array<bool, kKeySlots + 1> shared{};
+  bool nested = false;
+  for (const auto& res : catalog.resources()) {
+    const int used = static_cast<int>(indexed_keys(res).size());
+    nested = nested || res.has_nested();
+    if (!has_own_slot_indexes(res)) {
+      for (int slot = 1; slot <= used; ++slot)
+        shared[static_cast<std::size_t>(slot)] = true;
+      continue;
+    }
+    for (int slot = 1; slot <= used; ++slot) {
+      const std::string name = own_index_name(res, slot);
+      out.emplace_back(name, "CREATE INDEX " + sql_identifier(name) + " ON record (" + slot_column(slot) +
+                                 ", id) WHERE resource = " + sql_quote(res.name));
+    }
+  }
+  for (int slot = 1; slot <= kKeySlots; ++slot) {
+    if (!shared[static_cast<std::size_t>(slot)]) continue;
+    out.emplace_back(slot_index_name(slot), "CREATE INDEX " + slot_index_name(slot) +
+                                                " ON record (resource, " + slot_column(slot) +
+                                                ", id) WHERE " + shared_slot_term(slot));
+  }
+  if (nested) {
+    out.emplace_back("record_nested_due",
+                     std::string("CREATE INDEX record_nested_due ON record (resource, nested_at) WHERE ") +
+                         kNestedPartsTerm);
+  }
+  return out;
+}
+
+RowLayout row_layout(const schema::Resource& res) {
+  return {has_own_slot_indexes(res) ? 0 : static_cast<int>(indexed_keys(res).size()), res.has_nested()};
+}
+
+std::string resource_terms(const schema::Resource& res, std::string_view table) {
+  const std::string prefix = table.empty() ? std::string() : std::string(table) + ".";
+  std::string out = prefix + "resource = " + sql_quote(res.name);
+  const RowLayout layout = row_layout(res);
+  for (int slot = 1; slot <= layout.slot_count; ++slot)
+    out += " AND " + prefix + shared_slot_term(slot);
+  if (layout.nested_parts) out += " AND " + prefix + kNestedPartsTerm;
+  return out;
+}
+
+SlotFiller::SlotFiller(const schema::Resource& res) : keys_(indexed_keys(res)), layout_(row_layout(res)) {}
+
+const ScannedMember* SlotFiller::find(const ListPage& page, const PageRow& row, std::size_t slot) const {
+  const auto members = page.members(row);
+  const std::string& key = keys_[slot];
+  std::uint32_t& last = last_position_[slot];
+  if (last < members.size() && members[last].key == key) return &members[last];
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    if (members[i].key == key) {
+      last = static_cast<std::uint32_t>(i);
+      return &members[i];
+    }
+  }
+  return nullptr;
+}
 
 void SlotFiller::bind(SQLite::Statement& st, int first_param, const nlohmann::ordered_json& row,
                       SlotText& text) const {
@@ -118,7 +201,7 @@ void SlotFiller::bind(SQLite::Statement& st, int first_param, const ListPage& pa
   for (int i = 0; i < kKeySlots; ++i) {
     const int param = first_param + i;
     const auto slot = static_cast<std::size_t>(i);
-    const ScannedMember* v = slot < keys_.size() ? page.member(row, keys_[slot]) : nullptr;
+    const ScannedMember* v = slot < keys_.size() ? find(page, row, slot) : nullptr;
     if (!v) {
       st.bind(param);
       continue;

@@ -290,6 +290,19 @@ std::optional<int> indexable_slot(const schema::Resource& res, const WarehouseSt
   return slot;
 }
 
+// Whether the condition can match no row: an empty list of values, or a range with a string end and a number
+// end. Its SQL is the constant 0 (see QueryBuilder::match and range), into which SQLite folds the whole
+// WHERE, `resource = '...'` included; a slot index, which is partial, is then no longer implied by the WHERE,
+// and a query that names it (INDEXED BY) fails. Such a list is empty whatever the access path.
+bool matches_nothing(const Condition& c) {
+  if (c.exclude) return false;
+  if (const auto* any = std::get_if<AnyOf>(&c.test)) return any->values.empty();
+  const auto& r = std::get<Range>(c.test);
+  const bool text = (r.from && r.from->is_string()) || (r.to && r.to->is_string());
+  const bool number = (r.from && r.from->is_number()) || (r.to && r.to->is_number());
+  return text && number;
+}
+
 // The resource that holds warehouse statuses, as the replica's catalog describes it.
 const schema::Resource* warehouse_master(const schema::Resource& res, const WarehouseStatusLookup& wh) {
   if (res.name == wh.resource) return &res;
@@ -447,7 +460,7 @@ class QueryBuilder {
     // warehouse, hence IS NOT FALSE.
     const std::string number = stored_value(master_, wh_.number_key, "w");
     return "(" + stored_value(&res_, wh_.number_key, "record") + " NOT IN (SELECT " + number +
-           " FROM record AS w WHERE w.resource = " + sql_quote(wh_.resource) + " AND " +
+           " FROM record AS w WHERE " + master_terms() + " AND " +
            stored_value(master_, wh_.status_key, "w") + " = " + param(wh_.inactive) + " AND " + number +
            " IS NOT NULL)) IS NOT FALSE";
   }
@@ -466,10 +479,15 @@ class QueryBuilder {
   // The status (or its json_type) of the row's warehouse, found through the warehouse-master rows' number
   // slot. The outer row is `record`: inside the subquery an unqualified column would be the
   // warehouse-master row's.
+  // The warehouse-master rows' terms (resource_terms), which let the subqueries read its slot indexes.
+  std::string master_terms() const {
+    return master_ ? resource_terms(*master_, "w") : "w.resource = " + sql_quote(wh_.resource);
+  }
+
   std::string warehouse_lookup(bool type) const {
     const std::string status = type ? "json_type(w.body, " + sql_quote(path(wh_.status_key)) + ")"
                                     : stored_value(master_, wh_.status_key, "w");
-    return "(SELECT " + status + " FROM record AS w WHERE w.resource = " + sql_quote(wh_.resource) + " AND " +
+    return "(SELECT " + status + " FROM record AS w WHERE " + master_terms() + " AND " +
            stored_value(master_, wh_.number_key, "w") + " = " +
            stored_value(&res_, wh_.number_key, "record") + " LIMIT 1)";
   }
@@ -482,9 +500,9 @@ class QueryBuilder {
 
 std::string where_clause(QueryBuilder& b, const schema::Resource& res, const ListParams& p,
                          const ListScope& scope, const WarehouseStatusLookup& wh) {
-  // The resource is a literal rather than a parameter so the planner sees what it is: the first column of
-  // every slot index, and the same for every request of this list.
-  std::string where = "resource = " + sql_quote(res.name);
+  // The resource's terms are literals rather than parameters so the planner sees which partial indexes hold
+  // its rows (resource_terms), the same for every request of this list.
+  std::string where = resource_terms(res);
   if (res.warehouse_scoped && !p.names_key(wh.status_key)) where += " AND " + b.active_warehouses();
   for (const auto& g : scope.granular)
     where += " AND " + b.granular(g);
@@ -552,9 +570,8 @@ std::int64_t probe(SQLite::Database& db, const schema::Resource& res, const Ware
                    const Condition& c, const std::string& index, std::int64_t limit) {
   QueryBuilder b(res, wh, Form::Probe);
   const std::string cond = b.condition(c);
-  SQLite::Statement q(db, "SELECT count(*) FROM (SELECT 1 FROM record INDEXED BY " + index +
-                              " WHERE resource = " + sql_quote(res.name) + " AND " + cond + " LIMIT " +
-                              b.param(limit) + ")");
+  SQLite::Statement q(db, "SELECT count(*) FROM (SELECT 1 FROM record INDEXED BY " + index + " WHERE " +
+                              resource_terms(res) + " AND " + cond + " LIMIT " + b.param(limit) + ")");
   bind_all(q, b.binds);
   q.executeStep();
   return q.getColumn(0).getInt64();
@@ -563,6 +580,7 @@ std::int64_t probe(SQLite::Database& db, const schema::Resource& res, const Ware
 AccessPath choose_access_path(SQLite::Database& db, const schema::Resource& res, const ListParams& p,
                               const WarehouseStatusLookup& wh) {
   const schema::SortSpec sort = effective_sort(p, res);
+  if (std::any_of(p.conditions.begin(), p.conditions.end(), matches_nothing)) return {};
   for (const auto& c : p.conditions) {
     // Ids are looked up in the primary key, which nothing beats.
     if (!c.exclude && c.key == "id" && std::holds_alternative<AnyOf>(c.test)) return {};
@@ -574,12 +592,12 @@ AccessPath choose_access_path(SQLite::Database& db, const schema::Resource& res,
   // Every slot has its index since schema version 4, which every replica the list engine reads has.
   std::vector<Candidate> filters;
   for (const auto& c : p.conditions) {
-    if (auto slot = indexable_slot(res, wh, c)) filters.push_back({&c, slot_index_name(*slot)});
+    if (auto slot = indexable_slot(res, wh, c)) filters.push_back({&c, slot_index(res, *slot)});
   }
   const bool sort_by_id = sort.key == "id";
   const auto sort_slot =
       sort_by_id || is_virtual_status(res, wh, sort.key) ? std::nullopt : slot_of(res, sort.key);
-  const std::string sort_index = sort_slot ? slot_index_name(*sort_slot) : "";
+  const std::string sort_index = sort_slot ? slot_index(res, *sort_slot) : "";
   const bool sort_path = sort_by_id || sort_slot.has_value();
   // A condition on the sort key itself narrows plan B's own index (a seek or a range in list order).
   if (sort_path) std::erase_if(filters, [&](const Candidate& f) { return f.index == sort_index; });
@@ -717,6 +735,15 @@ bool json_key_supported(std::string_view key) {
 
 std::string json_key_sql(std::string_view key, std::string_view column) {
   return "json_extract(" + std::string(column) + ", " + sql_quote("$.\"" + std::string(key) + "\"") + ")";
+}
+
+std::string sql_identifier(std::string_view name) {
+  std::string out = "\"";
+  for (char c : name) {
+    out += c;
+    if (c == '"') out += '"';
+  }
+  return out + "\"";
 }
 
 std::string sql_quote(std::string_view s) {

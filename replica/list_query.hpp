@@ -126,7 +126,7 @@ struct ListResult {
 // Which index the list query reads the resource through; chosen per request by run_list from the keys with
 // a slot and a bounded count of a filter's matches (see list_query.cpp). Empty: SQLite's own choice.
 struct AccessPath {
-  std::string index;      // read through this slot index (INDEXED BY), e.g. record_k2
+  std::string index;      // read through this slot index (INDEXED BY), e.g. record_k2 (see slot_index)
   bool id_order = false;  // read the primary key in id order, keeping the filters off their indexes
 };
 
@@ -169,5 +169,8 @@ std::string json_key_sql(std::string_view key, std::string_view column = "body")
 
 // `s` as an SQL string literal.
 std::string sql_quote(std::string_view s);
+// `name` as an SQL identifier: in double quotes (resource names, which some index names hold, have '-'),
+// any '"' doubled.
+std::string sql_identifier(std::string_view name);
 
 }  // namespace knosc::replica

@@ -17,4 +17,11 @@ std::optional<RecordId> record_id_from_json(const nlohmann::json& v);
 std::string to_string(const RecordId& id);  // as used in a URL path segment
 nlohmann::json to_json(const RecordId& id);
 
+// The order of Knosc's lists sorted by id, which pull passes page through: integers numerically, before
+// strings; strings in natural order, where a run of digits compares by its numeric value and any other byte
+// as a byte, so "TKT-999" comes before "TKT-1000" (Knosc numbers tickets in sequence and lists them in that
+// order). Strings that differ only in leading zeros compare bytewise, so the order stays strict. SQLite's
+// own order (text bytewise) agrees for integers only.
+bool upstream_id_less(const RecordId& a, const RecordId& b);
+
 }  // namespace knosc::replica

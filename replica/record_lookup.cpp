@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "replica/key_slots.hpp"
+#include "replica/list_query.hpp"
 #include "replica/record_view.hpp"
 
 namespace knosc::replica {
@@ -65,7 +66,9 @@ std::vector<Json> ReplicaLookup::find(const schema::Resource& res, const std::st
   const auto slot = slot_of(res, key);
   // A key with '"' cannot be named in a JSON path; such keys (none in the catalog today) are compared here.
   const bool quoted = key.find('"') != std::string::npos;
-  std::string sql = "SELECT body FROM record WHERE resource = ?1";
+  // The resource's terms as literals: a slot's index is partial, and SQLite reads it only for a query that
+  // names its condition (see resource_terms).
+  std::string sql = "SELECT body FROM record WHERE " + resource_terms(res);
   if (slot) {
     sql += " AND " + slot_column(*slot) + " = ?2";
   } else if (!quoted) {
@@ -73,7 +76,6 @@ std::vector<Json> ReplicaLookup::find(const schema::Resource& res, const std::st
   }
   sql += " ORDER BY id";
   SQLite::Statement q(rep_.db(), sql);
-  q.bind(1, res.name);
   if (slot || !quoted) {
     if (!bind_scalar(q, 2, value)) return out;
     if (!slot) q.bind(3, json_path(key));

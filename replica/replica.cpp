@@ -10,9 +10,11 @@
 #include <charconv>
 #include <cmath>
 
+#include "replica/change_feed.hpp"
 #include "replica/content_hash.hpp"
 #include "replica/key_slots.hpp"
 #include "replica/list_page.hpp"
+#include "replica/list_query.hpp"
 #include "replica/migrations.hpp"
 
 namespace knosc::replica {
@@ -76,12 +78,6 @@ template <>
 std::optional<std::string> column_optional(const SQLite::Column& c) {
   if (c.isNull()) return std::nullopt;
   return c.getString();
-}
-
-bool id_less(const RecordId& a, const RecordId& b) {
-  // Same order as SQLite's: integers before text, integers numerically, text by bytes.
-  if (a.index() != b.index()) return a.index() < b.index();
-  return a < b;
 }
 
 // The slot parameters of the row update and of the slot refill: ?8 .. ?15 are k1 .. k8.
@@ -263,6 +259,8 @@ class RowInserter {
       st.bind(base + 5, r.hash);
       st.bind(base + 6, now_);
       slots_->bind(st, base + 7, *page_, *r.row, slot_text_[i]);
+      st.bind(base + 7 + kKeySlots, slots_->layout().slot_count);
+      st.bind(base + 8 + kKeySlots, static_cast<int>(slots_->layout().nested_parts));
     }
     pending_.clear();
     st.exec();
@@ -270,15 +268,15 @@ class RowInserter {
   }
 
  private:
-  // Per row: resource, id, parent_id, body, body_hash, updated_at, k1..k8.
-  static constexpr int kParams = 6 + kKeySlots;
+  // Per row: resource, id, parent_id, body, body_hash, updated_at, k1..k8, slot_count, nested_parts.
+  static constexpr int kParams = 8 + kKeySlots;
 
   SQLite::Statement& statement(std::size_t rows) {
     auto& st = statements_[rows];
     if (!st) {
       std::string sql =
           "INSERT OR FAIL INTO record (resource, id, parent_id, body, body_hash, updated_at, "
-          "k1, k2, k3, k4, k5, k6, k7, k8) VALUES ";
+          "k1, k2, k3, k4, k5, k6, k7, k8, slot_count, nested_parts) VALUES ";
       for (std::size_t i = 0; i < rows; ++i) {
         sql += i ? ", (" : "(";
         for (int p = 1; p <= kParams; ++p)
@@ -343,7 +341,6 @@ struct Replica::Statements {
   SQLite::Statement pass_checkpoint;
   SQLite::Statement pass_next_page;
   SQLite::Statement pass_complete;
-  SQLite::Statement select_nested_hash;
   SQLite::Statement update_nested;
   SQLite::Statement touch_nested;
   SQLite::Statement pending_ids;
@@ -379,10 +376,9 @@ struct Replica::Statements {
                       "rows_seen = rows_seen + ?2, rows_written = rows_written + ?3, last_complete_at = ?4, "
                       "last_pass_seconds = ?4 - started_at, last_error = NULL, last_error_at = NULL, "
                       "access = 'ok' WHERE resource = ?1"),
-        select_nested_hash(db, "SELECT nested_hash FROM record WHERE resource = ?1 AND id = ?2"),
         update_nested(db,
                       "UPDATE record SET nested = ?3, nested_hash = ?4, nested_at = ?5, updated_at = ?5 "
-                      "WHERE resource = ?1 AND id = ?2"),
+                      "WHERE resource = ?1 AND id = ?2 AND nested_hash IS NOT ?4"),
         touch_nested(db, "UPDATE record SET nested_at = ?3 WHERE resource = ?1 AND id = ?2"),
         pending_ids(db, "SELECT id FROM pending_record WHERE resource = ?1"),
         select_pending(db, "SELECT 1 FROM pending_record WHERE resource = ?1 AND id = ?2"),
@@ -408,13 +404,18 @@ Replica::Replica(const std::string& path, const schema::Catalog& catalog, Mode m
     // go to the kernel again and again on a large replica.
     db_.exec("PRAGMA cache_size = -16384");
     // A pass rewrites the same index pages page after page; checkpointing after 1000 pages of WAL (the
-    // default) copied each of them into the database file again and again. 32 MiB of WAL lets a checkpoint
-    // copy the last version of a page once for many commits.
+    // default) copied each of them into the database file again and again. 64 MiB of WAL lets a checkpoint
+    // copy the last version of a page once for many commits (a scale-100 first sync writes about 350 MB of
+    // WAL for a 136 MB replica; with 32 MiB its checkpoints wrote about 25 MB more).
     const int page_size = db_.execAndGet("PRAGMA page_size").getInt();
-    db_.exec("PRAGMA wal_autocheckpoint = " + std::to_string((32 << 20) / std::max(page_size, 512)));
+    db_.exec("PRAGMA wal_autocheckpoint = " + std::to_string((64 << 20) / std::max(page_size, 512)));
     migrate(db_, builtin_migrations());
     // Before the slots are refilled: every row update would otherwise maintain the old indexes too.
     drop_expression_indexes();
+    // Before the partial indexes are made, so rows the catalog moves in or out of them are written once.
+    ensure_row_layouts();
+    // Before the statements are prepared, which a change of the schema would make SQLite prepare again.
+    ensure_partial_indexes();
     prepare_statements();
     for (const auto& res : catalog_.resources())
       ensure_indexes(res);
@@ -455,6 +456,79 @@ void Replica::drop_expression_indexes() {
     db_.exec("DROP INDEX IF EXISTS \"" + name + "\"");
   tx.commit();
   spdlog::info("replica: dropped {} expression indexes that key slots replace", names.size());
+}
+
+void Replica::ensure_row_layouts() {
+  // Rows hold their resource's slot_count and nested_parts (row_layout), which the partial indexes'
+  // conditions read. resource_layout says what a resource's rows hold; a resource whose layout the catalog
+  // changed (or that has none recorded, as after the upgrade to schema version 7) gets its rows rewritten.
+  std::map<std::string, RowLayout> stored;
+  {
+    SQLite::Statement q(db_, "SELECT resource, slot_count, nested_parts FROM resource_layout");
+    while (q.executeStep())
+      stored[q.getColumn(0).getString()] = {q.getColumn(1).getInt(), q.getColumn(2).getInt() != 0};
+  }
+  for (const auto& res : catalog_.resources()) {
+    const RowLayout want = row_layout(res);
+    if (auto it = stored.find(res.name); it != stored.end() && it->second == want) continue;
+    SQLite::Transaction tx(db_);
+    SQLite::Statement up(db_,
+                         "UPDATE record SET slot_count = ?2, nested_parts = ?3 WHERE resource = ?1 AND "
+                         "(slot_count IS NOT ?2 OR nested_parts IS NOT ?3)");
+    up.bind(1, res.name);
+    up.bind(2, want.slot_count);
+    up.bind(3, static_cast<int>(want.nested_parts));
+    const int rows = up.exec();
+    SQLite::Statement put(
+        db_,
+        "INSERT INTO resource_layout (resource, slot_count, nested_parts) VALUES (?1, ?2, ?3) "
+        "ON CONFLICT (resource) DO UPDATE SET slot_count = ?2, nested_parts = ?3");
+    put.bind(1, res.name);
+    put.bind(2, want.slot_count);
+    put.bind(3, static_cast<int>(want.nested_parts));
+    put.exec();
+    tx.commit();
+    if (rows > 0)
+      spdlog::info("replica: {}: {} rows moved to the indexes the catalog gives them", res.name, rows);
+  }
+}
+
+void Replica::ensure_partial_indexes() {
+  // The catalog says which resources use each key slot and which have nested parts; the indexes hold those
+  // resources' rows only (see schema/migrations/0007_partial_indexes.sql), so they follow the catalog this
+  // replica runs with. An index whose statement differs from the stored one (SQLite keeps each index's
+  // CREATE text as written) is made again, and one the catalog no longer needs goes: a catalog change costs
+  // an index build at start.
+  std::map<std::string, std::string> wanted;
+  for (auto& [name, sql] : partial_indexes(catalog_))
+    wanted.emplace(std::move(name), std::move(sql));
+
+  std::vector<std::string> drop;
+  {
+    // The slot indexes of any catalog are named record_k<digit>...; record_key is not one of them.
+    SQLite::Statement q(db_,
+                        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'record' "
+                        "AND (name GLOB 'record_k[0-9]*' OR name = 'record_nested_due')");
+    while (q.executeStep()) {
+      const std::string name = q.getColumn(0).getString();
+      auto it = wanted.find(name);
+      if (it == wanted.end()) {
+        drop.push_back(name);
+      } else if (it->second == q.getColumn(1).getString()) {
+        wanted.erase(it);  // as it should be
+      } else {
+        drop.push_back(name);
+      }
+    }
+  }
+  if (drop.empty() && wanted.empty()) return;
+  SQLite::Transaction tx(db_);
+  for (const auto& name : drop)
+    db_.exec("DROP INDEX " + sql_identifier(name));
+  for (const auto& [name, sql] : wanted)
+    db_.exec(sql);
+  tx.commit();
+  spdlog::info("replica: {} partial index(es) made to match the catalog", wanted.size());
 }
 
 PassCursor Replica::resume_or_begin_pass(const schema::Resource& res, int page_size, std::int64_t now) {
@@ -540,7 +614,7 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
       ++out.without_id;
       continue;
     }
-    if (!max_id || id_less(*max_id, *id)) max_id = *id;
+    if (!max_id || upstream_id_less(*max_id, *id)) max_id = *id;
     listed.push_back({&row, std::move(*id)});
   }
   out.rows = static_cast<int>(listed.size());
@@ -549,22 +623,42 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
   // Otherwise it covers (previous last id, its own highest id]. One range read gives both the stored hashes
   // of the rows it lists and the stored rows it failed to list (deletion candidates), instead of a lookup per
   // row.
+  // Ids compare in Knosc's order throughout (upstream_id_less), which is the order the pages come in.
   out.pass_complete = out.rows + out.without_id < cursor.page_size;
-  SQLite::Statement* range = nullptr;
-  if (out.pass_complete) {
-    range = cursor.last_id ? &st_->ids_in_range_all : &st_->ids_all;
-  } else if (max_id) {
-    range = cursor.last_id ? &st_->ids_in_range_from : &st_->ids_in_range_to;
-  }
-  // The stored rows of the range, in id order (the range statements sort by id); `listed` marks those the
-  // page named. A sorted vector rather than a tree: one allocation per page instead of one per row.
+  const bool has_range = out.pass_complete || max_id.has_value();
+  const auto in_range = [&](const RecordId& id) {
+    if (!has_range) return false;
+    if (cursor.last_id && !upstream_id_less(*cursor.last_id, id)) return false;
+    return out.pass_complete || !upstream_id_less(*max_id, id);
+  };
+  // The stored rows of the range, in Knosc's id order; `listed` marks those the page named. A sorted vector
+  // rather than a tree: one allocation per page instead of one per row.
   struct StoredRow {
     RecordId id;
     std::int64_t hash;
     bool listed;
   };
   std::vector<StoredRow> stored;
-  if (range) {
+  if (has_range && res.id_type == schema::IdType::String) {
+    // SQLite orders text bytewise and Knosc naturally ("TKT-999" < "TKT-1000"), so a range read in SQL would
+    // take rows of other pages for rows this page missed (a needless deletion check each) and miss rows it
+    // lists (a lookup each). String ids are few (tickets): the resource's ids are read whole and the range
+    // is taken here.
+    Reset q(st_->ids_all);
+    q->bind(1, res.name);
+    while (q->executeStep())
+      if (auto id = column_id(q->getColumn(0)); id && in_range(*id))
+        stored.push_back({std::move(*id), q->getColumn(1).getInt64(), false});
+    std::sort(stored.begin(), stored.end(),
+              [](const StoredRow& a, const StoredRow& b) { return upstream_id_less(a.id, b.id); });
+  } else if (has_range) {
+    // Integer ids: SQLite's order is Knosc's, and the range statements read the (resource, id) index in it.
+    SQLite::Statement* range = nullptr;
+    if (out.pass_complete) {
+      range = cursor.last_id ? &st_->ids_in_range_all : &st_->ids_all;
+    } else {
+      range = cursor.last_id ? &st_->ids_in_range_from : &st_->ids_in_range_to;
+    }
     Reset q(*range);
     q->bind(1, res.name);
     if (range == &st_->ids_in_range_from) {
@@ -579,11 +673,6 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
       if (auto id = column_id(q->getColumn(0)))
         stored.push_back({std::move(*id), q->getColumn(1).getInt64(), false});
   }
-  const auto in_range = [&](const RecordId& id) {
-    if (!range) return false;
-    if (cursor.last_id && !id_less(*cursor.last_id, id)) return false;
-    return out.pass_complete || !id_less(*max_id, id);
-  };
 
   // Records with queued local edits: `record` holds the local version, so upstream's goes to pending_record,
   // and a pending row the page did not list (a local create, not yet upstream) is no deletion candidate.
@@ -594,21 +683,25 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
     q->bind(1, res.name);
     while (q->executeStep())
       if (auto id = column_id(q->getColumn(0))) pending.push_back(std::move(*id));
-    std::sort(pending.begin(), pending.end(), id_less);
+    std::sort(pending.begin(), pending.end(), upstream_id_less);
   }
   const auto is_pending = [&](const RecordId& id) {
-    return !pending.empty() && std::binary_search(pending.begin(), pending.end(), id, id_less);
+    return !pending.empty() && std::binary_search(pending.begin(), pending.end(), id, upstream_id_less);
   };
 
   const SlotFiller slots(res);
+  // The record statements below write rows of `res` only (by its name), so the change feed need not read
+  // each row to learn its resource.
+  const ChangeFeed::RecordsOf records_of(res.name);
   st_->insert_rows.begin(res.name, page, slots, now);
   for (const auto& [row_ptr, id] : listed) {
     const PageRow& row = *row_ptr;
     const auto hash = static_cast<std::int64_t>(row.hash);
     const auto text = [&]() -> const std::string& { return st_->row_text.of(row); };
     if (is_pending(id)) {
-      auto it = std::lower_bound(stored.begin(), stored.end(), id,
-                                 [](const StoredRow& r, const RecordId& i) { return id_less(r.id, i); });
+      auto it = std::lower_bound(stored.begin(), stored.end(), id, [](const StoredRow& r, const RecordId& i) {
+        return upstream_id_less(r.id, i);
+      });
       if (it != stored.end() && it->id == id) it->listed = true;
       Reset up(st_->update_pending_upstream);
       up->bind(1, res.name);
@@ -621,8 +714,9 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
     }
     bool exists = false;
     std::int64_t old_hash = 0;
-    auto it = std::lower_bound(stored.begin(), stored.end(), id,
-                               [](const StoredRow& r, const RecordId& i) { return id_less(r.id, i); });
+    auto it = std::lower_bound(stored.begin(), stored.end(), id, [](const StoredRow& r, const RecordId& i) {
+      return upstream_id_less(r.id, i);
+    });
     if (it != stored.end() && it->id == id) {
       exists = true;
       old_hash = it->hash;
@@ -768,15 +862,17 @@ std::vector<RecordId> Replica::nested_due(const schema::Resource& res, std::int6
   if (!res.has_nested()) return out;
   // The order of the (resource, nested_at) index, where never-fetched rows (NULL) come first and ties keep
   // insertion order: the due rows are a prefix of the index walk, which stops at the limit instead of
-  // sorting every due row for each batch.
+  // sorting every due row for each batch. The index holds only resources with nested parts, and SQLite reads
+  // it only for a query that names its condition (resource_terms).
   SQLite::Statement q(db_,
                       "SELECT id FROM record INDEXED BY record_nested_due "
-                      "WHERE resource = ?1 AND (nested_at IS NULL OR nested_at < ?2) "
-                      // Pending records hold local nested parts; the push fetches upstream's afterwards.
-                      "AND NOT EXISTS (SELECT 1 FROM pending_record p WHERE p.resource = record.resource "
-                      "AND p.id = record.id) "
-                      "ORDER BY nested_at, rid LIMIT ?3");
-  q.bind(1, res.name);
+                      "WHERE " +
+                          resource_terms(res) +
+                          " AND (nested_at IS NULL OR nested_at < ?2) "
+                          // Pending records hold local nested parts; the push fetches upstream's afterwards.
+                          "AND NOT EXISTS (SELECT 1 FROM pending_record p WHERE p.resource = record.resource "
+                          "AND p.id = record.id) "
+                          "ORDER BY nested_at, rid LIMIT ?3");
   q.bind(2, fetched_before);
   q.bind(3, static_cast<std::int64_t>(limit));
   while (q.executeStep())
@@ -804,26 +900,25 @@ bool Replica::store_nested_text(const schema::Resource& res, const RecordId& id,
                                 std::uint64_t content, std::int64_t now) {
   if (is_pending(res, id)) return false;  // fetched before the local edit; the local parts stand
   const auto hash = static_cast<std::int64_t>(content);
-  bool changed = false;
+  const ChangeFeed::RecordsOf records_of(res.name);  // both statements write this resource's row only
   {
-    Reset q(st_->select_nested_hash);
-    q->bind(1, res.name);
-    bind_id(*q, 2, id);
-    if (!q->executeStep()) return false;  // the row is gone; its nested parts have no home
-    changed = q->getColumn(0).isNull() || q->getColumn(0).getInt64() != hash;
-  }
-  Reset up(changed ? st_->update_nested : st_->touch_nested);
-  up->bind(1, res.name);
-  bind_id(*up, 2, id);
-  if (changed) {
+    // One statement when the parts changed (always on a first sync): it writes only a row whose stored hash
+    // differs, so no lookup of that hash has to come first.
+    Reset up(st_->update_nested);
+    up->bind(1, res.name);
+    bind_id(*up, 2, id);
     up->bindNoCopy(3, text);
     up->bind(4, static_cast<std::int64_t>(hash));
     up->bind(5, static_cast<std::int64_t>(now));
-  } else {
-    up->bind(3, static_cast<std::int64_t>(now));
+    if (up->exec() > 0) return true;
   }
-  up->exec();
-  return changed;
+  // The same parts as stored (or the row is gone, and this changes nothing): the fetch time moves on.
+  Reset touch(st_->touch_nested);
+  touch->bind(1, res.name);
+  bind_id(*touch, 2, id);
+  touch->bind(3, static_cast<std::int64_t>(now));
+  touch->exec();
+  return false;
 }
 
 void Replica::defer_nested(const schema::Resource& res, const RecordId& id, std::int64_t now) {
@@ -967,8 +1062,9 @@ ReplicaStatus Replica::status() {
     if (res.has_nested()) {
       // Only parts never fetched or invalidated by a change count as due here; periodic refreshes depend on
       // the running daemon's settings.
-      SQLite::Statement q(db_, "SELECT COUNT(*) FROM record WHERE resource = ?1 AND nested_at IS NULL");
-      q.bind(1, res.name);
+      // The resource's terms as literals, so the count reads record_nested_due (see nested_due).
+      SQLite::Statement q(
+          db_, "SELECT COUNT(*) FROM record WHERE " + resource_terms(res) + " AND nested_at IS NULL");
       q.executeStep();
       r.nested_due = q.getColumn(0).getInt64();
     }

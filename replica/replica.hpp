@@ -179,6 +179,10 @@ class Replica {
                          std::uint64_t hash, std::int64_t now);
   void prepare_statements();
   void drop_expression_indexes();
+  // (Re)creates the partial indexes whose resources come from the catalog: the key-slot indexes and
+  // record_nested_due.
+  void ensure_row_layouts();
+  void ensure_partial_indexes();
 
   const schema::Catalog& catalog_;
   SQLite::Database db_;

@@ -2,6 +2,8 @@
 
 #include <curl/curl.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -10,6 +12,8 @@
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
+#include <vector>
 
 namespace knosc::sync {
 
@@ -135,7 +139,16 @@ std::string_view trim(std::string_view s) {
 
 std::size_t on_body(char* data, std::size_t size, std::size_t count, void* userp) {
   auto* t = static_cast<Transfer*>(userp);
-  t->response.body.append(data, size * count);
+  std::string& body = t->response.body;
+  if (body.empty()) {
+    // A list page is about a megabyte; growing the string by doubling would copy it about twice over.
+    // Content-Length (of the encoded body, when curl decodes gzip: a lower bound then) sizes it at once.
+    constexpr curl_off_t kMaxReserve = 64 << 20;
+    curl_off_t length = -1;
+    if (curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length) == CURLE_OK && length > 0)
+      body.reserve(static_cast<std::size_t>(std::min(length, kMaxReserve)));
+  }
+  body.append(data, size * count);
   return size * count;
 }
 
@@ -205,9 +218,19 @@ struct HttpClient::Impl {
     std::shared_ptr<CloseTracker> tracker;
     Impl* impl = nullptr;
   };
+  // The poll handle of one socket curl polls. For a connection socket (opened through open_socket) it lives
+  // until close_socket: a kept-alive connection serves one transfer after another, and curl withdraws the
+  // socket (CURL_POLL_REMOVE) after each; closing the handle then and making a new one for the next transfer
+  // cost libuv an ioctl and three epoll_ctl calls per request; kept, it usually costs none.
+  // Any other socket curl polls (the threaded resolver's wake-up pair) is closed by curl without
+  // close_socket, possibly before its removal is announced: its watch goes at the removal, so that no
+  // watch is left on a descriptor number the loop may give to something else.
   struct SocketWatch {
     uv_poll_t poll{};
     curl_socket_t fd = CURL_SOCKET_BAD;
+    int events = 0;           // what uv polls for now; 0 while stopped
+    bool connection = false;  // opened through open_socket; released by close_socket
+    bool in_use = false;      // a transfer is using the socket (curl has not withdrawn it)
     std::shared_ptr<CloseTracker> tracker;
     Impl* impl = nullptr;
   };
@@ -219,8 +242,11 @@ struct HttpClient::Impl {
   CURLSH* share = nullptr;
   CURL* jar = nullptr;  // never performed: the handle through which the shared cookie jar is read and cleared
   TimerHandle* timer = nullptr;
-  std::unordered_set<SocketWatch*> watches;
+  std::unordered_map<curl_socket_t, SocketWatch*> watches;  // by socket
+  std::unordered_set<curl_socket_t> connections;  // sockets open_socket made and curl has not closed
   std::unordered_map<CURL*, std::unique_ptr<Transfer>> transfers;
+  static constexpr std::size_t kMaxIdleEasy = 16;
+  std::vector<CURL*> idle_easy;  // see take_easy
   std::shared_ptr<CloseTracker> tracker = std::make_shared<CloseTracker>();
   // Completion callbacks may destroy the client; drain() notices through a weak reference to this.
   std::shared_ptr<int> alive = std::make_shared<int>(0);
@@ -255,16 +281,29 @@ struct HttpClient::Impl {
 
   // --- libcurl → libuv ---
 
-  static int on_socket(CURL* /*easy*/, curl_socket_t fd, int what, void* userp, void* socketp) {
+  static int on_socket(CURL* /*easy*/, curl_socket_t fd, int what, void* userp, void* /*socketp*/) {
     auto* self = static_cast<Impl*>(userp);
-    auto* watch = static_cast<SocketWatch*>(socketp);
+    auto found = self->watches.find(fd);
     if (what == CURL_POLL_REMOVE) {
-      // curl announces the removal before it closes the socket, so the poll handle is stopped while the
-      // descriptor is still valid.
-      if (watch) self->release_watch(watch);
+      // The transfer is done with the socket. A connection's watch stays for the next transfer until curl
+      // closes the connection (close_socket); any other socket may already be closed (see SocketWatch), so
+      // its watch goes now.
+      if (found == self->watches.end()) return 0;
+      SocketWatch* watch = found->second;
+      if (watch->connection) {
+        // While the connection idles, input can only mean that the server closed it, so the watch keeps
+        // waiting for that alone (on_poll then stops it): the next transfer then finds it polled already.
+        watch->in_use = false;
+        if (watch->events != UV_READABLE) self->set_events(*watch, 0);
+      } else {
+        self->release_watch(fd);
+      }
       return 0;
     }
-    if (!watch) {
+    SocketWatch* watch = nullptr;
+    if (found != self->watches.end()) {
+      watch = found->second;
+    } else {
       watch = new SocketWatch;
       watch->fd = fd;
       watch->impl = self;
@@ -274,14 +313,44 @@ struct HttpClient::Impl {
         return -1;
       }
       watch->poll.data = watch;
-      self->watches.insert(watch);
-      curl_multi_assign(self->multi, fd, watch);
+      watch->connection = self->connections.contains(fd);
+      self->watches.emplace(fd, watch);
     }
+    watch->in_use = true;
     int events = 0;
     if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) events |= UV_READABLE;
     if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) events |= UV_WRITABLE;
-    uv_poll_start(&watch->poll, events, &Impl::on_poll);
-    return 0;
+    return self->set_events(*watch, events) ? 0 : -1;
+  }
+
+  // Polls `watch` for `events` (0: stops it), touching libuv only when they change: uv_poll_start and
+  // uv_poll_stop each take the descriptor out of epoll, and a start puts it back on the next loop turn.
+  bool set_events(SocketWatch& watch, int events) {
+    if (events == watch.events) return true;
+    const int rc =
+        events == 0 ? uv_poll_stop(&watch.poll) : uv_poll_start(&watch.poll, events, &Impl::on_poll);
+    watch.events = rc == 0 ? events : 0;
+    return rc == 0;
+  }
+
+  // Sockets go through these two so that a watch lives exactly as long as its socket: it is released before
+  // the descriptor is closed (uv must stop polling a descriptor before it goes), and a new socket never
+  // finds a watch left behind under its number.
+  static curl_socket_t open_socket(void* clientp, curlsocktype /*purpose*/, curl_sockaddr* address) {
+    auto* self = static_cast<Impl*>(clientp);
+    const curl_socket_t fd = ::socket(address->family, address->socktype, address->protocol);
+    if (fd != CURL_SOCKET_BAD) {
+      self->release_watch(fd);
+      self->connections.insert(fd);
+    }
+    return fd;
+  }
+
+  static int close_socket(void* clientp, curl_socket_t fd) {
+    auto* self = static_cast<Impl*>(clientp);
+    self->release_watch(fd);
+    self->connections.erase(fd);
+    return ::close(fd);
   }
 
   static int on_curl_timer(CURLM* /*multi*/, long timeout_ms, void* userp) {
@@ -307,6 +376,12 @@ struct HttpClient::Impl {
   static void on_poll(uv_poll_t* handle, int status, int events) {
     auto* watch = static_cast<SocketWatch*>(handle->data);
     Impl* self = watch->impl;
+    if (!watch->in_use) {
+      // Input on an idle kept-alive connection: the server closed it. curl finds that out itself when it
+      // next considers the connection, and closes it; until then there is nothing to wait for.
+      self->set_events(*watch, 0);
+      return;
+    }
     const curl_socket_t fd = watch->fd;
     int flags = 0;
     if (status < 0) {
@@ -320,20 +395,21 @@ struct HttpClient::Impl {
     self->drain();
   }
 
-  void release_watch(SocketWatch* watch) {
-    if (watches.erase(watch) == 0) return;
+  void release_watch(curl_socket_t fd) {
+    auto found = watches.find(fd);
+    if (found == watches.end()) return;
+    SocketWatch* watch = found->second;
+    watches.erase(found);
     uv_poll_stop(&watch->poll);
     close_wrapper(watch, reinterpret_cast<uv_handle_t*>(&watch->poll));
   }
 
   // --- transfers ---
 
-  bool configure(Transfer& t) {
-    CURL* e = t.easy;
-    const HttpRequest& rq = t.request;
+  // Options every transfer shares, set once per easy handle (handles are kept for later transfers).
+  bool configure_handle(CURL* e) {
     bool ok = true;
     auto set = [&](CURLoption opt, auto value) { ok = ok && curl_easy_setopt(e, opt, value) == CURLE_OK; };
-    set(CURLOPT_URL, rq.url.c_str());
     set(CURLOPT_PROTOCOLS_STR, "http,https");
     set(CURLOPT_NOSIGNAL, 1L);  // no SIGALRM-based resolver timeouts: the daemon has other threads
     set(CURLOPT_CONNECTTIMEOUT_MS, timeouts.connect_ms);
@@ -344,12 +420,28 @@ struct HttpClient::Impl {
     set(CURLOPT_ACCEPT_ENCODING, "");  // every encoding this libcurl can decode (gzip at least)
     set(CURLOPT_TCP_KEEPALIVE, 1L);
     set(CURLOPT_FOLLOWLOCATION, 0L);
-    set(CURLOPT_ERRORBUFFER, t.error_buffer);
     set(CURLOPT_SHARE, share);
     set(CURLOPT_COOKIEFILE, "");  // enables the in-memory cookie engine; the jar itself is the shared one
     set(CURLOPT_WRITEFUNCTION, &on_body);
-    set(CURLOPT_WRITEDATA, static_cast<void*>(&t));
     set(CURLOPT_HEADERFUNCTION, &on_header_line);
+    // A connection keeps the socket functions of the transfer that opened it, so they name the client.
+    set(CURLOPT_OPENSOCKETFUNCTION, &Impl::open_socket);
+    set(CURLOPT_OPENSOCKETDATA, static_cast<void*>(this));
+    set(CURLOPT_CLOSESOCKETFUNCTION, &Impl::close_socket);
+    set(CURLOPT_CLOSESOCKETDATA, static_cast<void*>(this));
+    return ok;
+  }
+
+  // The options of one request. Every one of them is set for every request, its default included, since
+  // the handle may have served another request before.
+  bool configure(Transfer& t) {
+    CURL* e = t.easy;
+    const HttpRequest& rq = t.request;
+    bool ok = true;
+    auto set = [&](CURLoption opt, auto value) { ok = ok && curl_easy_setopt(e, opt, value) == CURLE_OK; };
+    set(CURLOPT_URL, rq.url.c_str());
+    set(CURLOPT_ERRORBUFFER, t.error_buffer);
+    set(CURLOPT_WRITEDATA, static_cast<void*>(&t));
     set(CURLOPT_HEADERDATA, static_cast<void*>(&t));
 
     for (const auto& h : rq.headers)
@@ -359,6 +451,9 @@ struct HttpClient::Impl {
     t.headers = curl_slist_append(t.headers, "Expect:");
     set(CURLOPT_HTTPHEADER, t.headers);
 
+    // Back to a plain GET first (HTTPGET also ends a POST and NOBODY), then the method's own options.
+    set(CURLOPT_HTTPGET, 1L);
+    set(CURLOPT_CUSTOMREQUEST, static_cast<const char*>(nullptr));
     const bool sends_body =
         !rq.body.empty() || rq.method == "POST" || rq.method == "PUT" || rq.method == "PATCH";
     if (sends_body) {
@@ -366,7 +461,7 @@ struct HttpClient::Impl {
       set(CURLOPT_POSTFIELDS, rq.body.c_str());  // t.request outlives the transfer
       if (rq.method != "POST") set(CURLOPT_CUSTOMREQUEST, rq.method.c_str());
     } else if (rq.method == "GET" || rq.method.empty()) {
-      set(CURLOPT_HTTPGET, 1L);
+      // the plain GET set above
     } else if (rq.method == "HEAD") {
       set(CURLOPT_NOBODY, 1L);
     } else {
@@ -377,8 +472,40 @@ struct HttpClient::Impl {
     // Knosc at most once per attempt (the pusher decides about repeats, after looking upstream), so changes
     // go on a connection of their own, which libcurl never retries.
     const bool read_only = rq.method == "GET" || rq.method == "HEAD" || rq.method.empty();
-    if (!read_only) set(CURLOPT_FRESH_CONNECT, 1L);
+    set(CURLOPT_FRESH_CONNECT, read_only ? 0L : 1L);
     return ok;
+  }
+
+  // Easy handles of finished transfers, kept for the next ones with their shared options still set: making
+  // and configuring a handle per request (a first sync makes thousands) cost about as much as the rest of
+  // curl's work on a small answer. Null when a new handle cannot be set up.
+  CURL* take_easy() {
+    if (!idle_easy.empty()) {
+      CURL* easy = idle_easy.back();
+      idle_easy.pop_back();
+      return easy;
+    }
+    CURL* easy = curl_easy_init();
+    if (easy && !configure_handle(easy)) {
+      curl_easy_cleanup(easy);
+      return nullptr;
+    }
+    return easy;
+  }
+
+  void recycle(CURL* easy) {
+    if (closing || idle_easy.size() >= kMaxIdleEasy) {
+      curl_easy_cleanup(easy);
+      return;
+    }
+    // Nothing of the finished transfer stays pointed at (its Transfer goes now); the next configure sets
+    // these again.
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, static_cast<char*>(nullptr));
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, static_cast<void*>(nullptr));
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, static_cast<void*>(nullptr));
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, static_cast<curl_slist*>(nullptr));
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, static_cast<const char*>(nullptr));
+    idle_easy.push_back(easy);
   }
 
   static HttpResponse local_failure(CURLcode code, std::string message) {
@@ -397,7 +524,7 @@ struct HttpClient::Impl {
     auto t = std::make_unique<Transfer>();
     t->request = std::move(request);
     t->done = std::move(done);
-    t->easy = curl_easy_init();
+    t->easy = take_easy();
     if (!t->easy || !configure(*t)) {
       auto cb = std::move(t->done);
       t.reset();
@@ -448,6 +575,7 @@ struct HttpClient::Impl {
       finish(*t, code);
       auto cb = std::move(t->done);
       HttpResponse response = std::move(t->response);
+      recycle(std::exchange(t->easy, nullptr));
       t.reset();
       cb(std::move(response));
       if (still_alive.expired()) return;
@@ -475,8 +603,11 @@ struct HttpClient::Impl {
       curl_multi_cleanup(multi);
       multi = nullptr;
     }
-    for (SocketWatch* w : std::vector<SocketWatch*>(watches.begin(), watches.end()))
-      release_watch(w);
+    std::vector<curl_socket_t> fds;
+    for (const auto& [fd, watch] : watches)
+      fds.push_back(fd);
+    for (const curl_socket_t fd : fds)
+      release_watch(fd);
     if (timer) {
       uv_timer_stop(&timer->timer);
       close_wrapper(timer, reinterpret_cast<uv_handle_t*>(&timer->timer));
@@ -493,6 +624,9 @@ struct HttpClient::Impl {
       responses.push_back(std::move(t->response));
     }
     cancelled.clear();  // easy handles go before the share they use
+    for (CURL* easy : idle_easy)
+      curl_easy_cleanup(easy);
+    idle_easy.clear();
     if (share) {
       curl_share_cleanup(share);
       share = nullptr;

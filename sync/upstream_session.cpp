@@ -163,6 +163,8 @@ struct UpstreamSession::Impl : std::enable_shared_from_this<UpstreamSession::Imp
   std::optional<SysClock::time_point> paused_until;
   seconds next_backoff = kFirstBackoff;
   std::optional<seconds> skew;
+  std::string last_date;                      // the last Date header observe() parsed
+  std::optional<std::time_t> last_date_time;  // and its time
   std::size_t logins = 0;
   std::size_t refreshes = 0;
 
@@ -238,9 +240,21 @@ struct UpstreamSession::Impl : std::enable_shared_from_this<UpstreamSession::Imp
       spdlog::debug("knosc {} {} -> transport error {} ({}) in {:.3f}s", method, path, r.curl_code,
                     r.transport_error, r.total_seconds);
     }
-    if (const auto date = http_date(r.header("date"))) {
-      skew = seconds(*date - SysClock::to_time_t(clock()));
+    if (const auto* date = date_header(r)) {
+      // Answers come many a second, and parsing an HTTP date (curl_getdate) cost more than the rest of this
+      // bookkeeping: the last one parsed is kept.
+      if (*date != last_date) {
+        last_date = *date;
+        last_date_time = http_date(last_date);
+      }
+      if (last_date_time) skew = seconds(*last_date_time - SysClock::to_time_t(clock()));
     }
+  }
+
+  static const std::string* date_header(const HttpResponse& r) {
+    for (auto it = r.headers.rbegin(); it != r.headers.rend(); ++it)
+      if (it->first == "date") return &it->second;
+    return nullptr;
   }
 
   HttpRequest request(const std::string& method, const std::string& path, std::string body,

@@ -1,7 +1,10 @@
 #include <SQLiteCpp/Database.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cstdio>
 #include <filesystem>
+#include <map>
 #include <random>
 
 #include "replica/key_slots.hpp"
@@ -161,6 +164,176 @@ TEST_CASE("key slots: a changed catalog refills the slots at start; an unchanged
   }
   Replica rep(dir.file("r.db"), after, Replica::Mode::ReadWrite);
   CHECK(rep.db().getTotalChanges() == 0);
+}
+
+TEST_CASE("key slots: each slot index holds only the resources that have the slot, as the catalog says",
+          "[key_slots]") {
+  // "one" has a slot and nested parts, "three" three slots; a slot nobody has gets no index.
+  const auto catalog = [](const std::string& three_filterable) {
+    return schema::Catalog::parse(R"(
+[[resource]]
+name = "one"
+id_type = "integer"
+business_key = ["A"]
+module = "Things"
+get_one = "data"
+not_found_code = "One.NotFound"
+delete_check = "get-one"
+nested = ["lines"]
+filterable = ["A"]
+
+[[resource]]
+name = "three"
+id_type = "integer"
+business_key = ["A"]
+module = "Things"
+get_one = "data"
+not_found_code = "Three.NotFound"
+delete_check = "get-one"
+filterable = )" + three_filterable + "\n",
+                                  "test.toml");
+  };
+  const auto index_sql = [](Replica& rep, const std::string& name) {
+    SQLite::Statement q(rep.db(), "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?1");
+    q.bind(1, name);
+    return q.executeStep() ? q.getColumn(0).getString() : std::string("(none)");
+  };
+  const auto plan = [](Replica& rep, const std::string& sql) {
+    std::string out;
+    SQLite::Statement q(rep.db(), "EXPLAIN QUERY PLAN " + sql);
+    while (q.executeStep())
+      out += q.getColumn(3).getString() + "\n";
+    return out;
+  };
+  TempDir dir;
+  const auto before = catalog(R"(["A", "B", "C"])");
+  {
+    Replica rep(dir.file("r.db"), before, Replica::Mode::ReadWrite);
+    CHECK(index_sql(rep, "record_k1") ==
+          "CREATE INDEX record_k1 ON record (resource, k1, id) WHERE slot_count >= 1");
+    CHECK(index_sql(rep, "record_k3") ==
+          "CREATE INDEX record_k3 ON record (resource, k3, id) WHERE slot_count >= 3");
+    CHECK(index_sql(rep, "record_k4") == "(none)");
+    CHECK(index_sql(rep, "record_nested_due") ==
+          "CREATE INDEX record_nested_due ON record (resource, nested_at) WHERE nested_parts = 1");
+    CHECK(replica::resource_terms(before.at("three")) ==
+          "resource = 'three' AND slot_count >= 1 AND slot_count >= 2 AND slot_count >= 3");
+    CHECK(replica::resource_terms(before.at("one")) ==
+          "resource = 'one' AND slot_count >= 1 AND nested_parts = 1");
+    load(rep, before.at("three"), {Json{{"id", 1}, {"A", "x"}, {"B", 2}, {"C", "c"}}});
+    load(rep, before.at("one"), {Json{{"id", 1}, {"A", "y"}}});
+    // Each row holds its resource's layout, so each index holds the rows of the resources that use it.
+    CHECK(count(rep, "resource = 'three' AND slot_count = 3 AND nested_parts = 0") == 1);
+    CHECK(count(rep, "resource = 'one' AND slot_count = 1 AND nested_parts = 1") == 1);
+    CHECK(rep.db()
+              .execAndGet("SELECT count(*) FROM record INDEXED BY record_k2 WHERE slot_count >= 2")
+              .getInt() == 1);
+    CHECK(rep.db()
+              .execAndGet("SELECT count(*) FROM record INDEXED BY record_nested_due WHERE nested_parts = 1")
+              .getInt() == 1);
+    // A query naming the resource's terms reads the partial index; lists and lookups do.
+    CHECK_THAT(plan(rep, "SELECT body FROM record WHERE " + replica::resource_terms(before.at("three")) +
+                             " AND k3 = 'c'"),
+               Catch::Matchers::Contains("USING INDEX record_k3 (resource=? AND k3=?)"));
+    auto p = replica::parse_list_params({{"sort", R"({"key": "C"})"}});
+    REQUIRE(p.ok());
+    CHECK_THAT(
+        replica::list_query_plan(rep.db(), before.at("three"), *p, {}),
+        Catch::Matchers::VectorContains(std::string("SEARCH record USING INDEX record_k3 (resource=?)")));
+    CHECK(replica::run_list(rep.db(), before.at("three"), *p, {}).rows.size() == 1);
+  }
+  {
+    // The same catalog again: no index is made again (DDL would bump the schema cookie).
+    Replica rep(dir.file("r.db"), before, Replica::Mode::ReadWrite);
+    const int cookie = rep.db().execAndGet("PRAGMA schema_version").getInt();
+    Replica again(dir.file("r.db"), before, Replica::Mode::ReadWrite);
+    CHECK(again.db().execAndGet("PRAGMA schema_version").getInt() == cookie);
+  }
+  // "three" loses its third key and gains nothing: record_k3 has nobody left and goes; the rows keep what
+  // their slots hold (the refill clears k3) and the list engine no longer names record_k3.
+  const auto after = catalog(R"(["A", "B"])");
+  Replica rep(dir.file("r.db"), after, Replica::Mode::ReadWrite);
+  CHECK(index_sql(rep, "record_k3") == "(none)");
+  CHECK(index_sql(rep, "record_k2") ==
+        "CREATE INDEX record_k2 ON record (resource, k2, id) WHERE slot_count >= 2");
+  CHECK(count(rep, "resource = 'three' AND k3 IS NULL AND k2 = 2 AND slot_count = 2") == 1);
+  CHECK(count(rep, "resource = 'one' AND slot_count = 1") == 1);
+  auto p = replica::parse_list_params({{"filter", R"({"B": 2})"}});
+  REQUIRE(p.ok());
+  CHECK(replica::run_list(rep.db(), after.at("three"), *p, {}).rows.size() == 1);
+}
+
+TEST_CASE("key slots: flat line lists have slot indexes of their own, which lists and lookups read",
+          "[key_slots]") {
+  TempDir dir;
+  const auto& catalog = schema::Catalog::builtin();
+  const auto& lines = catalog.at("purchase-order-details");
+  const auto& orders = catalog.at("purchase-order");
+  REQUIRE(replica::has_own_slot_indexes(lines));
+  REQUIRE_FALSE(replica::has_own_slot_indexes(orders));
+  const int eta = replica::slot_of(lines, "PO Details ETA Date").value();
+  CHECK(replica::slot_index(lines, eta) == "\"record_k" + std::to_string(eta) + "_purchase-order-details\"");
+  CHECK(replica::slot_index(orders, 1) == "record_k1");
+
+  Replica rep(dir.file("r.db"), catalog, Replica::Mode::ReadWrite);
+  const auto index_sql = [&](const std::string& name) {
+    SQLite::Statement q(rep.db(), "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?1");
+    q.bind(1, name);
+    return q.executeStep() ? q.getColumn(0).getString() : std::string("(none)");
+  };
+  const std::string k = replica::slot_column(eta);
+  CHECK(index_sql("record_k" + std::to_string(eta) + "_purchase-order-details") ==
+        "CREATE INDEX \"record_k" + std::to_string(eta) + "_purchase-order-details\" ON record (" + k +
+            ", id) WHERE resource = 'purchase-order-details'");
+  for (int slot = 1; slot <= replica::kKeySlots; ++slot) {
+    INFO(slot);
+    CHECK_THAT(index_sql(replica::slot_index_name(slot)),
+               !Catch::Matchers::Contains("'purchase-order-details'") &&
+                   !Catch::Matchers::Contains("'sales-order-details'"));
+  }
+
+  std::vector<Json> rows;
+  for (int i = 1; i <= 300; ++i) {
+    char date[16];
+    std::snprintf(date, sizeof date, "2024-%02d-%02d", 1 + i % 12, 1 + i % 28);
+    Json row{
+        {"id", i}, {"Purchase Order Id", 1 + i / 3}, {"PO List Number", "PO-" + std::to_string(1 + i / 3)}};
+    if (i % 7 != 0) row["PO Details ETA Date"] = date;  // some lines have none: NULL slots sort first
+    rows.push_back(row);
+  }
+  load(rep, lines, rows);
+  const auto ids = [&](const std::map<std::string, std::string>& q) {
+    auto p = replica::parse_list_params(q);
+    REQUIRE(p.ok());
+    std::vector<std::int64_t> out;
+    for (const auto& row : replica::run_list(rep.db(), lines, *p, {}).rows)
+      out.push_back(row.at("id").get<std::int64_t>());
+    return out;
+  };
+  // Sorted by the key through its own index: NULLs first, ties by id; the same as an in-memory sort.
+  auto p = replica::parse_list_params({{"sort", R"({"key": "PO Details ETA Date"})"}, {"page_size", "1000"}});
+  REQUIRE(p.ok());
+  const auto plan = replica::list_query_plan(rep.db(), lines, *p, {});
+  std::string joined;
+  for (const auto& line : plan)
+    joined += line + "\n";
+  CHECK_THAT(joined, Catch::Matchers::Contains("USING INDEX record_k" + std::to_string(eta) +
+                                               "_purchase-order-details"));
+  CHECK_THAT(joined, !Catch::Matchers::Contains("TEMP B-TREE"));
+  std::vector<Json> sorted = rows;
+  std::stable_sort(sorted.begin(), sorted.end(), [](const Json& a, const Json& b) {
+    return a.value("PO Details ETA Date", std::string()) < b.value("PO Details ETA Date", std::string());
+  });
+  std::vector<std::int64_t> expected;
+  for (const auto& r : sorted)
+    expected.push_back(r.at("id").get<std::int64_t>());
+  CHECK(ids({{"sort", R"({"key": "PO Details ETA Date"})"}, {"page_size", "1000"}}) == expected);
+  // Filters and ranges seek it.
+  CHECK(ids({{"filter", R"({"PO Details ETA Date": "2024-02-02"})"}}).size() ==
+        static_cast<std::size_t>(std::count_if(rows.begin(), rows.end(), [](const Json& r) {
+          return r.value("PO Details ETA Date", std::string()) == "2024-02-02";
+        })));
+  CHECK(count(rep, "resource = 'purchase-order-details' AND " + k + " IS NULL") == 42);
 }
 
 TEST_CASE("key slots: expression indexes left by older versions are dropped at start", "[key_slots]") {

@@ -517,9 +517,10 @@ namespace {
 
 // The slot index of `key` of `resource` in the built-in catalog.
 std::string slot_index(const char* resource, const char* key) {
-  const auto slot = replica::slot_of(schema::Catalog::builtin().at(resource), key);
+  const auto& res = schema::Catalog::builtin().at(resource);
+  const auto slot = replica::slot_of(res, key);
   REQUIRE(slot.has_value());
-  return replica::slot_index_name(*slot);
+  return replica::slot_index(res, *slot);
 }
 
 std::string slot_column(const char* resource, const char* key) {

@@ -1,10 +1,13 @@
 #include <SQLiteCpp/Database.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cstdio>
 #include <filesystem>
 #include <random>
 
 #include "replica/content_hash.hpp"
+#include "replica/key_slots.hpp"
 #include "replica/migrations.hpp"
 #include "replica/replica.hpp"
 #include "tests/unit/temp_dir.hpp"
@@ -293,6 +296,99 @@ TEST_CASE("string ids (issue-tracker tickets) work end to end") {
   CHECK(c[0].body.at("Title") == "b");
 }
 
+TEST_CASE("ids compare in Knosc's list order: integers first, strings naturally") {
+  using replica::upstream_id_less;
+  const auto s = [](const char* v) { return RecordId{std::string(v)}; };
+  const auto i = [](std::int64_t v) { return RecordId{v}; };
+  CHECK(upstream_id_less(i(-5), i(2)));
+  CHECK(upstream_id_less(i(999), s("TKT-001")));
+  CHECK_FALSE(upstream_id_less(s("TKT-001"), i(999)));
+  CHECK(upstream_id_less(s("TKT-001"), s("TKT-002")));
+  CHECK(upstream_id_less(s("TKT-999"), s("TKT-1000")));
+  CHECK_FALSE(upstream_id_less(s("TKT-1000"), s("TKT-999")));
+  CHECK(upstream_id_less(s("TKT-099"), s("TKT-100")));
+  CHECK(upstream_id_less(s("A-10"), s("B-9")));      // the text before the number decides first
+  CHECK(upstream_id_less(s("TKT-9"), s("TKT-9a")));  // a prefix comes first
+  CHECK(upstream_id_less(s("TKT-01"), s("TKT-1")));  // equal numbers: bytes decide, so the order stays strict
+  CHECK_FALSE(upstream_id_less(s("TKT-1"), s("TKT-01")));
+  CHECK_FALSE(upstream_id_less(s("TKT-7"), s("TKT-7")));
+
+  // A strict weak order over a mixed set, as std::sort needs: sorting any permutation gives one sequence.
+  std::vector<RecordId> ids = {s("TKT-1000"), s("TKT-999"), s("TKT-001"), s("TKT-01"), s("TKT-1"),
+                               s("TKT-10"),   s("TKT-2a"),  s("TKT-2"),   s("TKT-"),   s("TKT-x"),
+                               s("9"),        s("10"),      s("a"),       i(3),        i(-1)};
+  std::sort(ids.begin(), ids.end(), upstream_id_less);
+  const std::vector<RecordId> want = {i(-1),        i(3),         s("9"),        s("10"),    s("TKT-"),
+                                      s("TKT-001"), s("TKT-01"),  s("TKT-1"),    s("TKT-2"), s("TKT-2a"),
+                                      s("TKT-10"),  s("TKT-999"), s("TKT-1000"), s("TKT-x"), s("a")};
+  CHECK(ids == want);
+  std::mt19937 rng(7);
+  for (int round = 0; round < 20; ++round) {
+    std::shuffle(ids.begin(), ids.end(), rng);
+    std::sort(ids.begin(), ids.end(), upstream_id_less);
+    CHECK(ids == want);
+  }
+}
+
+TEST_CASE("a pass over ticket ids past TKT-999 misses nothing and checks nothing") {
+  // Knosc lists tickets by id in the order they were numbered: TKT-999 before TKT-1000. In SQLite's bytewise
+  // order TKT-1000 sorts before TKT-999, and page ranges taken in that order made every pass record hundreds
+  // of listed tickets as deletion candidates, each then fetched upstream for nothing.
+  TempDir dir;
+  Replica rep(dir.file("r.db"), schema::Catalog::builtin(), Replica::Mode::ReadWrite);
+  const auto& t = schema::Catalog::builtin().at("issue-tracker-tickets");
+  const auto ticket = [](int n) {
+    char id[16];
+    std::snprintf(id, sizeof id, "TKT-%03d", n);
+    return Json{{"id", id}, {"Title", "t" + std::to_string(n)}};
+  };
+  // Pages of 4 over TKT-995 .. TKT-1006, in Knosc's order; the last page is short.
+  const auto pages = [&](int skip) {
+    std::vector<Json> out;
+    Json page = Json::array();
+    for (int n = 995; n <= 1006; ++n) {
+      if (n == skip) continue;
+      page.push_back(ticket(n));
+      if (page.size() == 4) {
+        out.push_back(page);
+        page = Json::array();
+      }
+    }
+    out.push_back(page);
+    return out;
+  };
+  const auto all = pages(0);
+  REQUIRE(all.size() == 4);  // 4 + 4 + 4 + an empty last page
+
+  auto out = run_pass(rep, t, all, 4, 1000);
+  CHECK(out.pass_complete);
+  CHECK(rep.count(t) == 12);
+  CHECK(rep.delete_candidates(t, 100).empty());
+
+  // The same tickets again: nothing written, nothing to check.
+  auto cursor = rep.resume_or_begin_pass(t, 4, 2000);
+  int written = 0;
+  for (const auto& page : all) {
+    out = rep.apply_page(t, cursor, page, 2000);
+    written += out.written;
+    CHECK(out.missed == 0);
+    cursor = out.next;
+  }
+  CHECK(out.pass_complete);
+  CHECK(written == 0);
+  CHECK(rep.delete_candidates(t, 100).empty());
+
+  // A ticket the pass does not list is the one candidate, whichever page it fell on.
+  for (const int gone : {999, 1000, 1006}) {
+    INFO(gone);
+    run_pass(rep, t, pages(gone), 4, 3000);
+    const auto c = rep.delete_candidates(t, 100);
+    REQUIRE(c.size() == 1);
+    CHECK(std::get<std::string>(c[0].id) == ticket(gone).at("id").get<std::string>());
+    rep.resolve_candidate(t, c[0].id, false);
+  }
+}
+
 TEST_CASE("written rows carry their indexed keys in the key slots; the planner uses the slot indexes") {
   TempDir dir;
   Replica rep(dir.file("r.db"), schema::Catalog::builtin(), Replica::Mode::ReadWrite);
@@ -325,10 +421,9 @@ TEST_CASE("written rows carry their indexed keys in the key slots; the planner u
           .getInt();
   CHECK(expression_indexes == 0);
   std::string plan;
-  SQLite::Statement p(
-      rep.db(),
-      "EXPLAIN QUERY PLAN SELECT body FROM record WHERE resource = 'item-master' AND k3 = 'Component' "
-      "ORDER BY id");
+  SQLite::Statement p(rep.db(), "EXPLAIN QUERY PLAN SELECT body FROM record WHERE " +
+                                    replica::resource_terms(schema::Catalog::builtin().at("item-master")) +
+                                    " AND k3 = 'Component' ORDER BY id");
   while (p.executeStep())
     plan += p.getColumn(3).getString() + "\n";
   CHECK_THAT(plan, Catch::Matchers::Contains("USING INDEX record_k3 (resource=? AND k3=?)"));
@@ -393,6 +488,22 @@ TEST_CASE("a replica written by schema version 1 is upgraded in place and keeps 
             .execAndGet("SELECT group_concat(key, '|') FROM (SELECT key FROM key_slot "
                         "WHERE resource = 'warehouse-master' ORDER BY slot)")
             .getString() == "Warehouse Number|Warehouse Name|Warehouse Status");
+  // Every row holds its resource's layout, so the partial indexes hold the rows their resources need.
+  for (const char* name : {"warehouse-master", "unit-master", "bill-of-materials"}) {
+    INFO(name);
+    const auto layout = replica::row_layout(catalog.at(name));
+    SQLite::Statement held(
+        rep.db(),
+        "SELECT COUNT(*) FROM record WHERE resource = ?1 AND slot_count = ?2 AND nested_parts = ?3");
+    held.bind(1, name);
+    held.bind(2, layout.slot_count);
+    held.bind(3, static_cast<int>(layout.nested_parts));
+    held.executeStep();
+    CHECK(held.getColumn(0).getInt64() == rep.count(catalog.at(name)));
+  }
+  CHECK(replica::row_layout(catalog.at("bill-of-materials")).nested_parts);
+  CHECK(replica::row_layout(catalog.at("warehouse-master")).slot_count == 3);
+  CHECK(rep.nested_due(catalog.at("bill-of-materials"), 4'000'000'000, 100).size() == 20);
 }
 
 TEST_CASE("list headers are kept per resource and rewritten only when they change") {

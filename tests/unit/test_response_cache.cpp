@@ -77,6 +77,42 @@ TEST_CASE("change feed: a committed row change bumps only its resource, after pu
   }
 }
 
+TEST_CASE("change feed: record rows written under RecordsOf count for the resource it names",
+          "[change_feed]") {
+  Fixture f;
+  const auto items = f.gen("item-master");
+  const auto suppliers = f.gen("supplier-master");
+  const auto units = f.gen("unit-master");
+  {
+    const std::string name = "item-master";
+    const ChangeFeed::RecordsOf scope(name);
+    f.sql(
+        "INSERT INTO record (resource, id, body, body_hash, updated_at) "
+        "VALUES ('item-master', 1, '{\"id\":1}', 1, 0)");
+    // Other tables are still read row by row: an outbox entry names its own resource.
+    f.sql(
+        "INSERT INTO outbox (resource, record_id, op, method, path, local_user, created_at) "
+        "VALUES ('supplier-master', 1, 'update', 'PUT', '/supplier-master/1', 'u', 0)");
+    {
+      const std::string inner = "unit-master";
+      const ChangeFeed::RecordsOf nested(inner);
+      f.sql(
+          "INSERT INTO record (resource, id, body, body_hash, updated_at) "
+          "VALUES ('unit-master', 1, '{\"id\":1}', 1, 0)");
+    }
+    f.sql("UPDATE record SET body_hash = 2 WHERE resource = 'item-master'");
+  }
+  CHECK(f.gen("item-master") == items + 2);
+  CHECK(f.gen("supplier-master") == suppliers + 1);
+  CHECK(f.gen("unit-master") == units + 1);
+  // Once the scope is gone, rows are read again.
+  f.sql(
+      "INSERT INTO record (resource, id, body, body_hash, updated_at) "
+      "VALUES ('supplier-master', 1, '{\"id\":1}', 1, 0)");
+  CHECK(f.gen("supplier-master") == suppliers + 2);
+  CHECK(f.gen("item-master") == items + 2);
+}
+
 TEST_CASE("change feed: a transaction is published when it commits, not before", "[change_feed]") {
   Fixture f;
   const auto items = f.gen("item-master");

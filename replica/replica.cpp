@@ -512,12 +512,10 @@ void Replica::ensure_partial_indexes() {
     while (q.executeStep()) {
       const std::string name = q.getColumn(0).getString();
       auto it = wanted.find(name);
-      if (it == wanted.end()) {
-        drop.push_back(name);
-      } else if (it->second == q.getColumn(1).getString()) {
+      if (it != wanted.end() && it->second == q.getColumn(1).getString()) {
         wanted.erase(it);  // as it should be
       } else {
-        drop.push_back(name);
+        drop.push_back(name);  // no longer needed, or made from another statement
       }
     }
   }
@@ -689,6 +687,16 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
     return !pending.empty() && std::binary_search(pending.begin(), pending.end(), id, upstream_id_less);
   };
 
+  // The stored row with this id, marked as listed by the page; null when the range holds none.
+  const auto take_stored = [&](const RecordId& id) -> StoredRow* {
+    auto it = std::lower_bound(stored.begin(), stored.end(), id, [](const StoredRow& r, const RecordId& i) {
+      return upstream_id_less(r.id, i);
+    });
+    if (it == stored.end() || it->id != id) return nullptr;
+    it->listed = true;
+    return &*it;
+  };
+
   const SlotFiller slots(res);
   // The record statements below write rows of `res` only (by its name), so the change feed need not read
   // each row to learn its resource.
@@ -699,10 +707,7 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
     const auto hash = static_cast<std::int64_t>(row.hash);
     const auto text = [&]() -> const std::string& { return st_->row_text.of(row); };
     if (is_pending(id)) {
-      auto it = std::lower_bound(stored.begin(), stored.end(), id, [](const StoredRow& r, const RecordId& i) {
-        return upstream_id_less(r.id, i);
-      });
-      if (it != stored.end() && it->id == id) it->listed = true;
+      take_stored(id);
       Reset up(st_->update_pending_upstream);
       up->bind(1, res.name);
       bind_id(*up, 2, id);
@@ -714,13 +719,9 @@ PageOutcome Replica::apply_page(const schema::Resource& res, const PassCursor& c
     }
     bool exists = false;
     std::int64_t old_hash = 0;
-    auto it = std::lower_bound(stored.begin(), stored.end(), id, [](const StoredRow& r, const RecordId& i) {
-      return upstream_id_less(r.id, i);
-    });
-    if (it != stored.end() && it->id == id) {
+    if (const StoredRow* found = take_stored(id)) {
       exists = true;
-      old_hash = it->hash;
-      it->listed = true;
+      old_hash = found->hash;
     } else if (!in_range(id)) {
       // Only when upstream's order disagrees with ours: the row lies outside the range read above. Queued
       // rows are written first so the lookup sees them.

@@ -228,9 +228,8 @@ struct HttpClient::Impl {
   struct SocketWatch {
     uv_poll_t poll{};
     curl_socket_t fd = CURL_SOCKET_BAD;
-    int events = 0;           // what uv polls for now; 0 while stopped
-    bool connection = false;  // opened through open_socket; released by close_socket
-    bool in_use = false;      // a transfer is using the socket (curl has not withdrawn it)
+    int events = 0;       // what uv polls for now; 0 while stopped
+    bool in_use = false;  // a transfer is using the socket (curl has not withdrawn it)
     std::shared_ptr<CloseTracker> tracker;
     Impl* impl = nullptr;
   };
@@ -290,7 +289,7 @@ struct HttpClient::Impl {
       // its watch goes now.
       if (found == self->watches.end()) return 0;
       SocketWatch* watch = found->second;
-      if (watch->connection) {
+      if (self->connections.contains(fd)) {
         // While the connection idles, input can only mean that the server closed it, so the watch keeps
         // waiting for that alone (on_poll then stops it): the next transfer then finds it polled already.
         watch->in_use = false;
@@ -313,7 +312,6 @@ struct HttpClient::Impl {
         return -1;
       }
       watch->poll.data = watch;
-      watch->connection = self->connections.contains(fd);
       self->watches.emplace(fd, watch);
     }
     watch->in_use = true;

@@ -311,6 +311,13 @@ std::uint16_t unused_port() {
   return ntohs(addr.sin_port);
 }
 
+// A plain 200 naming the request's target.
+Reply answer_to_target(const Received& rq) {
+  Reply r;
+  r.body = "answer to " + rq.target;
+  return r;
+}
+
 // A host name that only the system resolver knows and that names 127.0.0.1 alone (curl resolves "localhost"
 // itself), or "" when this machine has none: the machine's own name usually is one (/etc/hosts).
 std::string resolver_only_loopback_name() {
@@ -578,11 +585,7 @@ TEST_CASE("HttpClient: a connect timeout is known not to be delivered", "[http][
 }
 
 TEST_CASE("HttpClient: many concurrent requests each get their own answer", "[http]") {
-  ScriptedServer server([](const Received& rq) {
-    Reply r;
-    r.body = "answer to " + rq.target;
-    return r;
-  });
+  ScriptedServer server(answer_to_target);
   Fixture f;
   constexpr int kCount = 64;
   std::map<int, HttpResponse> got;
@@ -654,11 +657,7 @@ TEST_CASE("HttpClient: a request leaves nothing behind for the next one", "[http
 }
 
 TEST_CASE("HttpClient: one kept-alive connection serves request after request", "[http]") {
-  ScriptedServer server([](const Received& rq) {
-    Reply r;
-    r.body = "answer to " + rq.target;
-    return r;
-  });
+  ScriptedServer server(answer_to_target);
   Fixture f;
   for (int i = 0; i < 50; ++i) {
     const auto r = f.get(server.url("/api/item/" + std::to_string(i)));
@@ -703,11 +702,7 @@ TEST_CASE(
     WARN("no host name of this machine resolves to 127.0.0.1 alone; curl's resolver is not exercised");
     return;
   }
-  ScriptedServer server([](const Received& rq) {
-    Reply r;
-    r.body = "answer to " + rq.target;
-    return r;
-  });
+  ScriptedServer server(answer_to_target);
   Fixture f;
   for (int i = 0; i < 5; ++i) {
     INFO(i);

@@ -128,6 +128,9 @@ struct ListResult {
 struct AccessPath {
   std::string index;      // read through this slot index (INDEXED BY), e.g. record_k2 (see slot_index)
   bool id_order = false;  // read the primary key in id order, keeping the filters off their indexes
+  // The path does not give list order: every match is sorted to find the page (which then reads the matches'
+  // row ids only, and the page's bodies afterwards).
+  bool sorts = false;
 };
 
 // The SQL of a list request and the values to bind to its ?1, ?2, ... in order.

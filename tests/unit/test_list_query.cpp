@@ -696,4 +696,20 @@ TEST_CASE("list query: a selective filter's index or the sort key's index, which
     if (r.size() < 1000) break;
   }
   CHECK(listed == expected);
+
+  // Those pages sort every match: the sort carries row ids only, and just the page's bodies are read by id.
+  const auto deep = params({{"filter", R"({"PO List Document Status": "Open"})"},
+                            {"sort", R"({"key": "PO List Order Date", "type": "Descending"})"},
+                            {"page", "2"},
+                            {"page_size", "1000"}});
+  const auto sorting = replica::choose_list_access_path(rep.db(), po, deep);
+  CHECK(sorting.index == status_ix);
+  CHECK(sorting.sorts);
+  plan = replica::list_query_plan(rep.db(), po, deep, {});
+  INFO(joined(plan));
+  CHECK(plan_has(plan, "SEARCH record USING INTEGER PRIMARY KEY (rowid=?)"));
+  CHECK(plan_has(plan, "SEARCH record USING INDEX " + status_ix));
+  // Paths in list order sort nothing.
+  CHECK_FALSE(replica::choose_list_access_path(rep.db(), po, open).sorts);
+  CHECK_FALSE(path.sorts);
 }

@@ -16,6 +16,7 @@
 #include "daemon/status_report.hpp"
 #include "daemon/upstream_answer.hpp"
 #include "daemon/xlsx_export.hpp"
+#include "replica/id_sql.hpp"
 #include "replica/list_query.hpp"
 #include "replica/outbox.hpp"
 #include "replica/record_view.hpp"
@@ -561,16 +562,8 @@ struct LoopbackApi::Impl {
         try {
           SQLite::Statement q(rep.db(), "SELECT parent_id FROM record WHERE resource = ?1 AND id = ?2");
           q.bind(1, res->name);
-          if (const auto* i = std::get_if<std::int64_t>(&rid)) {
-            q.bind(2, *i);
-          } else {
-            q.bind(2, std::get<std::string>(rid));
-          }
-          if (q.executeStep()) {
-            const auto& c = q.getColumn(0);
-            if (c.isInteger()) *parent_id = replica::RecordId{static_cast<std::int64_t>(c.getInt64())};
-            if (c.isText()) *parent_id = replica::RecordId{c.getString()};
-          }
+          replica::bind_id(q, 2, rid);
+          if (q.executeStep()) *parent_id = replica::column_id(q.getColumn(0));
           q.reset();
           rep.remove_record(*res, rid);
         } catch (const std::exception& e) {

@@ -7,21 +7,11 @@
 #include <set>
 
 #include "replica/content_hash.hpp"
+#include "replica/id_sql.hpp"
 #include "replica/key_slots.hpp"
 #include "replica/replica.hpp"
 
 namespace knosc::replica {
-namespace {
-
-void bind_record_id(SQLite::Statement& st, int index, const RecordId& id) {
-  if (const auto* i = std::get_if<std::int64_t>(&id)) {
-    st.bind(index, *i);
-  } else {
-    st.bind(index, std::get<std::string>(id));
-  }
-}
-
-}  // namespace
 
 void Replica::store_fetched_record(const schema::Resource& res, const Json& record, std::int64_t now) {
   auto idv = record.find("id");
@@ -51,7 +41,7 @@ void Replica::store_fetched_record(const schema::Resource& res, const Json& reco
     const auto& lines = catalog_.at(res.lines);
     SQLite::Statement rm(db_, "DELETE FROM record WHERE resource = ?1 AND parent_id = ?2");
     rm.bind(1, lines.name);
-    bind_record_id(rm, 2, *id);
+    bind_id(rm, 2, *id);
     rm.exec();
     if (auto d = record.find("details"); d != record.end() && d->is_array())
       for (const auto& line : *d)
@@ -73,7 +63,7 @@ void Replica::remove_record(const schema::Resource& res, const RecordId& id) {
     SQLite::Statement rm(db_, "DELETE FROM record WHERE resource = ?1 AND json_extract(body, ?2) = ?3");
     rm.bind(1, d.from);
     rm.bind(2, "$.\"" + d.match_key + "\"");
-    bind_record_id(rm, 3, id);
+    bind_id(rm, 3, id);
     rm.exec();
   }
   tx.commit();
@@ -103,9 +93,9 @@ void Replica::write_row(const schema::Resource& res, const Json& row, std::int64
       "k1 = ?7, k2 = ?8, k3 = ?9, k4 = ?10, k5 = ?11, k6 = ?12, k7 = ?13, k8 = ?14 "
       "WHERE body_hash IS NOT ?5");
   up.bind(1, res.name);
-  bind_record_id(up, 2, *id);
+  bind_id(up, 2, *id);
   if (parent) {
-    bind_record_id(up, 3, *parent);
+    bind_id(up, 3, *parent);
   } else {
     up.bind(3);
   }

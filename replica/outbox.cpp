@@ -6,25 +6,12 @@
 #include <set>
 
 #include "replica/content_hash.hpp"
+#include "replica/id_sql.hpp"
 #include "replica/record_lookup.hpp"
 #include "replica/record_view.hpp"
 
 namespace knosc::replica {
 namespace {
-
-void bind_id(SQLite::Statement& st, int index, const RecordId& id) {
-  if (const auto* i = std::get_if<std::int64_t>(&id)) {
-    st.bind(index, *i);
-  } else {
-    st.bind(index, std::get<std::string>(id));
-  }
-}
-
-std::optional<RecordId> column_id(const SQLite::Column& c) {
-  if (c.isInteger()) return RecordId{static_cast<std::int64_t>(c.getInt64())};
-  if (c.isText()) return RecordId{c.getString()};
-  return std::nullopt;
-}
 
 // Local ids a record names besides its own: keys ending in " Id" (how Knosc stores a reference next to its
 // business number) holding a negative integer, in the record and its lines. Local ids come from one counter
@@ -129,11 +116,7 @@ LocalWrite write_locally(Replica& rep, const EditRequest& request, const std::st
     SQLite::Statement ins(rep.db(),
                           "INSERT INTO local_id (resource, local_id, created_at) VALUES (?1, ?2, ?3)");
     ins.bind(1, res->name);
-    if (const auto* i = std::get_if<std::int64_t>(&id)) {
-      ins.bind(2, *i);
-    } else {
-      ins.bind(2, std::get<std::string>(id));
-    }
+    bind_id(ins, 2, id);
     ins.bind(3, now);
     ins.exec();
   }

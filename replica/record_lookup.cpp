@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "replica/id_sql.hpp"
 #include "replica/key_slots.hpp"
 #include "replica/list_query.hpp"
 #include "replica/record_view.hpp"
@@ -45,12 +46,6 @@ bool same(const Json& a, const Json& b) {
 
 std::string json_path(const std::string& key) {
   return "$.\"" + key + "\"";
-}
-
-std::optional<RecordId> column_id(const SQLite::Column& c) {
-  if (c.isInteger()) return RecordId(c.getInt64());
-  if (c.isText()) return RecordId(c.getString());
-  return std::nullopt;
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "replica/id_sql.hpp"
+
 namespace knosc::replica {
 
 // The record as Knosc's get-one shows it: the list row, then the parts only get-one carries (nested parts
@@ -12,11 +14,7 @@ std::optional<Json> compose_record(Replica& rep, const schema::Resource& res, co
   const auto& catalog = rep.catalog();
   SQLite::Statement q(rep.db(), "SELECT body, nested FROM record WHERE resource = ?1 AND id = ?2");
   q.bind(1, res.name);
-  if (const auto* i = std::get_if<std::int64_t>(&id)) {
-    q.bind(2, *i);
-  } else {
-    q.bind(2, std::get<std::string>(id));
-  }
+  bind_id(q, 2, id);
   if (!q.executeStep()) return std::nullopt;
   Json rec = Json::parse(q.getColumn(0).getString());
   if (!q.getColumn(1).isNull()) {
@@ -32,11 +30,7 @@ std::optional<Json> compose_record(Replica& rep, const schema::Resource& res, co
         rep.db(),
         "SELECT id, body FROM record WHERE resource = ?1 AND parent_id = ?2 AND parent_id IS NOT NULL");
     l.bind(1, lines.name);
-    if (const auto* i = std::get_if<std::int64_t>(&id)) {
-      l.bind(2, *i);
-    } else {
-      l.bind(2, std::get<std::string>(id));
-    }
+    bind_id(l, 2, id);
     std::vector<std::pair<std::int64_t, std::string>> found;
     while (l.executeStep())
       found.emplace_back(l.getColumn(0).getInt64(), l.getColumn(1).getString());

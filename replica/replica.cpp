@@ -12,6 +12,7 @@
 
 #include "replica/change_feed.hpp"
 #include "replica/content_hash.hpp"
+#include "replica/id_sql.hpp"
 #include "replica/key_slots.hpp"
 #include "replica/list_page.hpp"
 #include "replica/list_query.hpp"
@@ -38,28 +39,6 @@ int open_flags(Replica::Mode mode) {
   return mode == Replica::Mode::ReadWrite
              ? SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX
              : SQLite::OPEN_READONLY | SQLite::OPEN_NOMUTEX;
-}
-
-void bind_id(SQLite::Statement& st, int index, const RecordId& id) {
-  if (const auto* i = std::get_if<std::int64_t>(&id)) {
-    st.bind(index, static_cast<std::int64_t>(*i));
-  } else {
-    st.bind(index, std::get<std::string>(id));
-  }
-}
-
-void bind_optional_id(SQLite::Statement& st, int index, const std::optional<RecordId>& id) {
-  if (id) {
-    bind_id(st, index, *id);
-  } else {
-    st.bind(index);
-  }
-}
-
-std::optional<RecordId> column_id(const SQLite::Column& c) {
-  if (c.isInteger()) return RecordId{static_cast<std::int64_t>(c.getInt64())};
-  if (c.isText()) return RecordId{c.getString()};
-  return std::nullopt;
 }
 
 template <typename T>

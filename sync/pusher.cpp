@@ -249,26 +249,32 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
     push_plain(e);
   }
 
+  // Before a create's first attempt: records what already matches it upstream (and when it was sent), so a
+  // later lookup after a lost answer cannot mistake an existing record for ours; then goes on with `next`.
+  void guard_then(const OutboxEntry& e, std::string email, const char* what,
+                  std::function<void(const OutboxEntry&)> next) {
+    const auto seq = e.seq;
+    on_writer<Json>([seq, email = std::move(email)](
+                        replica::Replica& rep) { return replica::guard_create(rep, seq, email, unix_now()); },
+                    [this, seq, what, next = std::move(next)](std::optional<Json> guard) {
+                      auto it = entries.find(seq);
+                      if (it == entries.end()) return settle(seq);
+                      if (!guard) {
+                        ApiResult failed;
+                        failed.message = std::string("the replica could not record the ") + what + "'s guard";
+                        return retry(it->second, failed, false);
+                      }
+                      it->second.create_guard = std::move(*guard);
+                      next(it->second);
+                    });
+  }
+
   // A note has no business key: before its first attempt the ticket's notes with the same text are recorded,
   // and after an attempt whose answer was lost the ticket's notes are listed: a note with that text that was
   // not there before is ours.
   void push_note_create(const OutboxEntry& e) {
     const auto seq = e.seq;
-    if (!e.create_guard) {
-      return on_writer<Json>(
-          [seq](replica::Replica& rep) { return replica::guard_create(rep, seq, "", unix_now()); },
-          [this, seq](std::optional<Json> guard) {
-            auto it = entries.find(seq);
-            if (it == entries.end()) return settle(seq);
-            if (!guard) {
-              ApiResult failed;
-              failed.message = "the replica could not record the note's guard";
-              return retry(it->second, failed, false);
-            }
-            it->second.create_guard = std::move(*guard);
-            post_note(it->second);
-          });
-    }
+    if (!e.create_guard) return guard_then(e, "", "note", [this](const OutboxEntry& g) { post_note(g); });
     // With a guard, an earlier attempt may have reached Knosc: look before posting again.
     const Json request = e.request.value_or(Json::object());
     const auto ticket = request.contains("Ticket Id") ? id_text(request["Ticket Id"]) : std::nullopt;
@@ -383,23 +389,9 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
 
   void post_create(const OutboxEntry& e, const schema::Resource& res) {
     const auto seq = e.seq;
-    if (!e.create_guard) {
-      // Before the first attempt: what already matches it, so a later lookup cannot mistake it for ours.
-      const auto email = options.account_email;
-      return on_writer<Json>(
-          [seq, email](replica::Replica& rep) { return replica::guard_create(rep, seq, email, unix_now()); },
-          [this, seq, &res](std::optional<Json> guard) {
-            auto it = entries.find(seq);
-            if (it == entries.end()) return settle(seq);
-            if (!guard) {
-              ApiResult failed;
-              failed.message = "the replica could not record the create's guard";
-              return retry(it->second, failed, false);
-            }
-            it->second.create_guard = std::move(*guard);
-            post_create(it->second, res);
-          });
-    }
+    if (!e.create_guard)
+      return guard_then(e, options.account_email, "create",
+                        [this, &res](const OutboxEntry& g) { post_create(g, res); });
     upstream.call("POST", e.path, e.request ? e.request->dump() : "{}", [this, seq, &res](ApiResult r) {
       auto it = entries.find(seq);
       if (it == entries.end()) return settle(seq);

@@ -94,11 +94,7 @@ void Replica::write_row(const schema::Resource& res, const Json& row, std::int64
       "WHERE body_hash IS NOT ?5");
   up.bind(1, res.name);
   bind_id(up, 2, *id);
-  if (parent) {
-    bind_id(up, 3, *parent);
-  } else {
-    up.bind(3);
-  }
+  bind_optional_id(up, 3, parent);
   up.bind(4, row.dump());
   up.bind(5, hash);
   up.bind(6, now);

@@ -53,8 +53,11 @@ constexpr std::size_t kMaxWaitingLogins = 64;
 constexpr int kLockAfterFailures = 3;
 constexpr int kMaxLockDoublings = 20;  // 2^20 x 30 s is a year; the cap only keeps the arithmetic bounded
 
-constexpr const char* kOfflineUnknownMessage =
-    "Knosc cannot be reached and this account has not logged in here recently enough to be checked offline.";
+// Offline, an account never seen here (or not recently) and a wrong password get this one answer, so that the
+// loopback does not tell a local prober which accounts have logged in on this machine.
+constexpr const char* kOfflineInvalidMessage =
+    "Invalid username or password. Knosc cannot be reached: only accounts that logged in here recently can "
+    "log in until it is back.";
 constexpr const char* kOfflineTwoFactorMessage =
     "Knosc cannot be reached, and this account uses two-factor authentication, which only Knosc can check. "
     "Log in again when the link to Knosc is back.";
@@ -147,14 +150,11 @@ HttpResponse token_invalid() {
 HttpResponse csrf_invalid() {
   return HttpResponse::knosc_error(422, "Missing or invalid CSRF token", "CSRF.Invalid");
 }
-HttpResponse invalid_credentials() {
-  return HttpResponse::knosc_error(401, "Invalid username or password.", "User.InvalidCredentials");
-}
 HttpResponse invalid_totp() {
   return HttpResponse::knosc_error(401, "Invalid or expired TOTP code.", "2FA.InvalidCode");
 }
-HttpResponse offline_unknown() {
-  return HttpResponse::knosc_error(503, kOfflineUnknownMessage, "Sync.Offline");
+HttpResponse offline_invalid_credentials() {
+  return HttpResponse::knosc_error(401, kOfflineInvalidMessage, "User.InvalidCredentials");
 }
 HttpResponse offline_two_factor() {
   return HttpResponse::knosc_error(503, kOfflineTwoFactorMessage, "Sync.Offline");
@@ -1282,14 +1282,12 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
         now - it->second.verified_at > options.offline_login_ttl_seconds || it->second.kdf != kKdf ||
         it->second.iterations < 1) {
       spdlog::info("local login for '{}' refused offline: no recent cached credential", job->username);
-      finish(job, offline_unknown());
-      return;
-    }
-    // The TOTP secret lives in Knosc alone, so a second factor cannot be checked offline; accepting the
-    // password alone would quietly turn a two-factor account into a one-factor one. Such users need the link.
-    if (it->second.two_factor()) {
-      spdlog::info("local login for '{}' refused offline: two-factor account", job->username);
-      finish(job, offline_two_factor());
+      // The same work and the same answer as a wrong password: neither the body nor the time it takes tells
+      // whether the account has logged in here.
+      hash_password(job->password, random_bytes(kSaltBytes), options.pbkdf2_iterations,
+                    [this, job](std::optional<std::string>) {
+                      finish(job, closing ? shutting_down() : offline_invalid_credentials());
+                    });
       return;
     }
     if (it->second.locked_until > now) {
@@ -1308,11 +1306,19 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
                       finish(job, internal_error());
                       return;
                     }
-                    if (constant_time_equal(*hash, snapshot.hash)) {
-                      open_session(job, std::move(snapshot), false, "offline from the cached credential");
+                    if (!constant_time_equal(*hash, snapshot.hash)) {
+                      offline_failure(job, std::move(snapshot));
                       return;
                     }
-                    offline_failure(job, std::move(snapshot));
+                    // The TOTP secret lives in Knosc alone, so a second factor cannot be checked offline;
+                    // accepting the password alone would quietly turn a two-factor account into a one-factor
+                    // one. Said only to whoever knows the password, so it reveals nothing to a prober.
+                    if (snapshot.two_factor()) {
+                      spdlog::info("local login for '{}' refused offline: two-factor account", job->username);
+                      finish(job, offline_two_factor());
+                      return;
+                    }
+                    open_session(job, std::move(snapshot), false, "offline from the cached credential");
                   });
   }
 
@@ -1336,7 +1342,7 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
     // Answered once the count is on disk, so restarting the daemon does not reset a lockout.
     persist([username = u.username, failures = u.failed_logins, until = u.locked_until](
                 replica::Replica& rep) { store_failures(rep, username, failures, until); },
-            [this, job](bool) { finish(job, invalid_credentials()); });
+            [this, job](bool) { finish(job, offline_invalid_credentials()); });
   }
 
   // Upstream refused a password. When that is the very password cached here, the account's password was

@@ -5,12 +5,15 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <ctime>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
 
+#include "daemon/canonical_request.hpp"
 #include "daemon/item_views.hpp"
 #include "daemon/response_cache.hpp"
 #include "daemon/status_report.hpp"
@@ -41,22 +44,16 @@ HttpResponse not_privileged() {
 HttpResponse route_not_found() {
   return HttpResponse::knosc_error(404, "Not Found", "Route.NotFound");
 }
+// Knosc's answer for a record id that names nothing (CONTRACT §3: 400 <Entity>.NotFound).
+HttpResponse missing_record(const schema::Resource& res, const std::string& id_text) {
+  return HttpResponse::knosc_error(400, res.missing_message(id_text), res.not_found_code);
+}
 HttpResponse internal_error() {
   return HttpResponse::knosc_error(500, "Internal Server Error", "Server.InternalError");
 }
 
 bool is_write(const std::string& method) {
   return method == "POST" || method == "PUT" || method == "PATCH" || method == "DELETE";
-}
-
-// A path segment as the resource's id type: integers (negative ones are local creates) or ticket strings.
-std::optional<replica::RecordId> parse_id(const schema::Resource& res, const std::string& seg) {
-  if (seg.empty()) return std::nullopt;
-  if (res.id_type == schema::IdType::String) return replica::RecordId{seg};
-  std::int64_t v = 0;
-  auto [p, ec] = std::from_chars(seg.data(), seg.data() + seg.size(), v);
-  if (ec != std::errc() || p != seg.data() + seg.size()) return std::nullopt;
-  return replica::RecordId{v};
 }
 
 replica::ListScope scope_of(const LocalSession& s) {
@@ -74,6 +71,52 @@ bool granular_allows(const LocalSession& s, const OJson& rec) {
     if (g.include != in) return false;
   }
   return true;
+}
+
+OJson id_json(const replica::RecordId& id) {
+  return std::holds_alternative<std::int64_t>(id) ? OJson(std::get<std::int64_t>(id))
+                                                  : OJson(std::get<std::string>(id));
+}
+
+bool same_user(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// What a user may do with a queued edit or its conflict.
+struct EntryAccess {
+  std::string module;    // the privilege module of the record's resource
+  bool visible = false;  // the user may see the record: View on its module, every version within the filters
+  bool own = false;      // the edit is theirs, or they administer: its body is theirs to see and settle
+};
+
+// Reads the record as the replica holds it now; `versions` are further versions of it (a conflict's base,
+// local and remote) that must be within the user's granular filters too, so an entry that concerns another
+// warehouse at any point stays hidden.
+EntryAccess entry_access(replica::Replica& rep, const schema::Catalog& catalog, const LocalSession& s,
+                         const replica::OutboxEntry& e,
+                         std::initializer_list<const replica::Json*> versions) {
+  EntryAccess a;
+  const auto* res = catalog.find(e.resource);
+  a.module = res ? res->module : "Issue Tracker";  // notes and subscribers: not mirrored lists of their own
+  const bool admin = s.privileges.is_administrator();
+  a.own = admin || same_user(e.local_user, s.username);
+  if (!s.privileges.allows(a.module, Access::View)) return a;
+  if (admin || s.privileges.granular.empty()) {
+    a.visible = true;
+    return a;
+  }
+  const auto within = [&](const replica::Json& v) { return !v.is_object() || granular_allows(s, OJson(v)); };
+  if (res)
+    if (auto rec = replica::compose_record(rep, *res, e.record_id); rec && !granular_allows(s, *rec))
+      return a;
+  if (e.request && !within(*e.request)) return a;
+  if (e.base && !within(*e.base)) return a;
+  for (const auto* v : versions)
+    if (v && !within(*v)) return a;
+  a.visible = true;
+  return a;
 }
 
 // Facts about the answer that Knosc's bodies have no room for travel in headers (CONTRACT §7).
@@ -231,11 +274,20 @@ struct LoopbackApi::Impl {
     if (m == "GET" && req.path == "/metrics") return metrics(std::move(respond));
     if (!seg.empty() && seg[0] == "syncd") return daemon_route(req, seg, std::move(respond));
     if (seg.empty() || seg[0] != "api") return respond(route_not_found());
+    // A web page of another site can make the browser send anything but a custom header or a JSON content
+    // type; logins have no CSRF token to stop it, so every change is checked for its origin first.
+    if (m != "GET" && m != "HEAD")
+      if (auto refusal = cross_site_refusal(req)) return respond(std::move(*refusal));
 
     // Knosc's auth routes: public, or checked by LocalAuth itself.
     if (seg.size() == 2 && m == "POST") {
-      if (seg[1] == "authenticate") return d.auth->authenticate(req, std::move(respond));
-      if (seg[1] == "verify-2fa") return d.auth->verify_2fa(req, std::move(respond));
+      if (seg[1] == "authenticate" || seg[1] == "verify-2fa") {
+        // Credentials come as JSON only, so a web page cannot post a login form (text/plain) across sites.
+        auto body = json_body(req, true);
+        if (auto* refusal = std::get_if<HttpResponse>(&body)) return respond(std::move(*refusal));
+        if (seg[1] == "authenticate") return d.auth->authenticate(req, std::move(respond));
+        return d.auth->verify_2fa(req, std::move(respond));
+      }
       if (seg[1] == "token-refresh") return d.auth->refresh(req, std::move(respond));
       if (seg[1] == "logout") return d.auth->logout(req, std::move(respond));
     }
@@ -278,23 +330,36 @@ struct LoopbackApi::Impl {
         // User administration through the service account could create accounts the caller's own role may
         // not; only administrators may do it here.
         if (res->name == "user" && !session.privileges.is_administrator()) return respond(not_privileged());
-        return forward_write(req, session, res, seg, std::move(respond));
+        std::optional<IdSegment> id;
+        if (seg.size() == 3) id = IdSegment{res->id_type, missing_record(*res, seg[2])};
+        auto w = parse_write(req, res, seg, std::move(id));
+        if (auto* refusal = std::get_if<HttpResponse>(&w)) return respond(std::move(*refusal));
+        return forward_write(std::move(std::get<WriteRequest>(w)), session, std::move(respond));
       }
     }
     if (is_write(m) && seg.size() >= 2) {
       // Changes that are not records of a mirrored list: forwarded with the module Knosc checks for them.
-      static const std::map<std::string, std::string> kModules = {
-          {"purchase-order-details-move-lines", "Procurement"},
-          {"purchase-order-details-accept-suggested-orders", "Procurement"},
-          {"issue-tracker-notes", "Issue Tracker"},
-      };
+      // Each shape is exact (how many segments, which one is an id), so nothing else rides along.
       std::string module;
-      if (auto it = kModules.find(seg[1]); it != kModules.end()) module = it->second;
-      if (seg.size() == 4 && seg[1] == "issue-tracker-tickets" && seg[3] == "subscribers")
+      std::optional<IdSegment> id;
+      if ((seg[1] == "purchase-order-details-move-lines" ||
+           seg[1] == "purchase-order-details-accept-suggested-orders") &&
+          seg.size() == 2) {
+        module = "Procurement";
+      } else if (seg[1] == "issue-tracker-notes" && (seg.size() == 2 || seg.size() == 3)) {
         module = "Issue Tracker";
+        if (seg.size() == 3) id = IdSegment{schema::IdType::Integer, route_not_found()};  // note ids
+      } else if (seg.size() == 4 && seg[1] == "issue-tracker-tickets" && seg[3] == "subscribers") {
+        module = "Issue Tracker";
+        const auto* tickets = d.catalog->find("issue-tracker-tickets");
+        id = IdSegment{tickets ? tickets->id_type : schema::IdType::String,
+                       tickets ? missing_record(*tickets, seg[2]) : route_not_found()};
+      }
       if (!module.empty()) {
         if (!session.privileges.allows(module, Access::Edit)) return respond(not_privileged());
-        return forward_write(req, session, nullptr, seg, std::move(respond));
+        auto w = parse_write(req, nullptr, seg, std::move(id));
+        if (auto* refusal = std::get_if<HttpResponse>(&w)) return respond(std::move(*refusal));
+        return forward_write(std::move(std::get<WriteRequest>(w)), session, std::move(respond));
       }
       return respond(HttpResponse::knosc_error(
           501, "This change is not available through knosc-syncd; make it in Knosc directly",
@@ -311,48 +376,83 @@ struct LoopbackApi::Impl {
     respond(route_not_found());
   }
 
+  // A change as routes check it and as it is sent: the validated segments, the record id in its canonical
+  // spelling, the parsed body. The upstream request is rebuilt from these, never from the raw target or body.
+  struct WriteRequest {
+    std::string method;
+    std::vector<std::string> seg;           // "api" first, as split_path gives them
+    const schema::Resource* res = nullptr;  // the mirrored resource changed, null for other change routes
+    std::optional<replica::RecordId> id;    // the record the path names
+    OJson body;                             // null: none (a DELETE)
+    std::string path;                       // upstream path without "/api", e.g. "/inventory/19"
+  };
+
+  // The type of the id that a change route's third segment holds, and Knosc's answer when it names nothing.
+  struct IdSegment {
+    schema::IdType type;
+    HttpResponse missing;
+  };
+
+  // Parses a change once. An id that is not canonical names no record (Knosc's NotFound, as for a GET), and a
+  // body that is not strict JSON is Knosc's JSON.Invalid, both before any privilege, filter or forward sees
+  // them.
+  std::variant<WriteRequest, HttpResponse> parse_write(const HttpRequest& req, const schema::Resource* res,
+                                                       const std::vector<std::string>& seg,
+                                                       std::optional<IdSegment> id) {
+    WriteRequest w;
+    w.method = req.method;
+    w.seg = seg;
+    w.res = res;
+    if (id) {
+      w.id = canonical_record_id(id->type, seg.at(2));
+      if (!w.id) return std::move(id->missing);
+    }
+    auto body = json_body(req, req.method != "DELETE");
+    if (auto* refusal = std::get_if<HttpResponse>(&body)) return std::move(*refusal);
+    w.body = std::move(std::get<OJson>(body));
+    if (!w.body.is_null() && !w.body.is_object())
+      return HttpResponse::knosc_error(400, "Bad Request Format: the body must be a JSON object.",
+                                       "JSON.Invalid");
+    w.path = upstream_path(std::vector<std::string>(seg.begin() + 1, seg.end()));
+    return w;
+  }
+
   // Changes, while the link is up: sent to Knosc under the service account (the local user's privileges were
   // checked above), Knosc's answer passed back unchanged, and the changed record fetched into the replica
-  // before answering, so the tool's next read shows it. Changes made while Knosc cannot be reached are
-  // refused with 503 Sync.Offline until the offline outbox is available.
-  void forward_write(const HttpRequest& req, const LocalSession& session, const schema::Resource* res,
-                     const std::vector<std::string>& seg, Responder respond) {
+  // before answering, so the tool's next read shows it. While Knosc cannot be reached, or earlier changes
+  // still wait, the change is validated and queued locally.
+  void forward_write(WriteRequest w, const LocalSession& session, Responder respond) {
     // A role's granular filters limit changes as they limit reads: a body naming a value outside them is
     // refused, and a record the role cannot see does not exist for it (checked below against the replica).
-    if (!session.privileges.granular.empty() && !req.body.empty()) {
-      const auto body = OJson::parse(req.body, nullptr, false);
-      if (!body.is_discarded() && body.is_object()) {
-        bool allowed = granular_allows(session, body);
-        if (auto dl = body.find("details"); dl != body.end() && dl->is_array())
-          for (const auto& line : *dl)
-            if (line.is_object() && !granular_allows(session, line)) allowed = false;
-        if (!allowed) return respond(not_privileged());
-      }
+    if (!session.privileges.granular.empty() && w.body.is_object()) {
+      bool allowed = granular_allows(session, w.body);
+      if (auto dl = w.body.find("details"); dl != w.body.end() && dl->is_array())
+        for (const auto& line : *dl)
+          if (line.is_object() && !granular_allows(session, line)) allowed = false;
+      if (!allowed) return respond(not_privileged());
     }
-    if (res && seg.size() == 3 && !session.privileges.granular.empty()) {
-      auto rid = parse_id(*res, seg[2]);
-      if (rid) {
-        auto shared_respond = std::make_shared<Responder>(std::move(respond));
-        const LocalSession s = session;
-        auto req_copy = std::make_shared<HttpRequest>(req);
-        d.readers->post([this, shared_respond, s, res, rid = *rid, req_copy, seg](replica::Replica& rep) {
-          bool visible = true;
-          try {
-            auto rec = replica::compose_record(rep, *res, rid);
-            visible = !rec || granular_allows(s, *rec);
-          } catch (const std::exception&) {
-          }
-          d.inbox->post([this, shared_respond, s, res, req_copy, seg, visible] {
-            if (!visible)
-              return (*shared_respond)(
-                  HttpResponse::knosc_error(400, res->missing_message(seg[2]), res->not_found_code));
-            send_write(*req_copy, s, res, seg, std::move(*shared_respond));
-          });
+    if (w.res && w.id && !session.privileges.granular.empty()) {
+      auto shared_respond = std::make_shared<Responder>(std::move(respond));
+      auto shared_w = std::make_shared<WriteRequest>(std::move(w));
+      const LocalSession s = session;
+      d.readers->post([this, shared_respond, s, shared_w](replica::Replica& rep) {
+        bool visible = false;
+        try {
+          auto rec = replica::compose_record(rep, *shared_w->res, *shared_w->id);
+          visible = !rec || granular_allows(s, *rec);
+        } catch (const std::exception& e) {
+          // Not known to be visible: refused, never sent unchecked.
+          spdlog::error("loopback: reading a record to check a change failed: {}", e.what());
+        }
+        d.inbox->post([this, shared_respond, s, shared_w, visible] {
+          const auto& wr = *shared_w;
+          if (!visible) return (*shared_respond)(missing_record(*wr.res, replica::to_string(*wr.id)));
+          send_write(std::move(*shared_w), s, std::move(*shared_respond));
         });
-        return;
-      }
+      });
+      return;
     }
-    send_write(req, session, res, seg, std::move(respond));
+    send_write(std::move(w), session, std::move(respond));
   }
 
   // Password routes that need no session (first sign-in, forgot and reset password) only make sense with
@@ -362,8 +462,12 @@ struct LoopbackApi::Impl {
     if (!d.upstream || (d.online && d.online() == std::optional<bool>(false)))
       return respond(HttpResponse::knosc_error(
           503, "Knosc cannot be reached; passwords can be set again when the link is back.", "Sync.Offline"));
+    auto body = json_body(req, true);
+    if (auto* refusal = std::get_if<HttpResponse>(&body)) return respond(std::move(*refusal));
+    // The route is one of three fixed names (checked by the caller); the body goes as it was parsed.
+    const std::string path = upstream_path({split_path(req.path).at(1)});
     auto shared = std::make_shared<Responder>(std::move(respond));
-    d.upstream->call(req.method, req.target.substr(4), req.body, [shared](sync::ApiResult r) mutable {
+    d.upstream->call(req.method, path, std::get<OJson>(body).dump(), [shared](sync::ApiResult r) mutable {
       if (r.kind == sync::ApiResult::Kind::Transport || r.kind == sync::ApiResult::Kind::LockedOut ||
           r.kind == sync::ApiResult::Kind::AuthFailed)
         return (*shared)(HttpResponse::knosc_error(
@@ -383,17 +487,11 @@ struct LoopbackApi::Impl {
 
   // A change accepted locally: validated against the replica as Knosc would, applied to it and queued, in
   // one transaction that is on disk before the tool gets Knosc's success body. Headers say it is pending.
-  void queue_write(const HttpRequest& req, const LocalSession& session, const std::vector<std::string>& seg,
-                   Responder respond) {
-    auto body = std::make_shared<replica::Json>();
-    if (!req.body.empty() || req.method != "DELETE") {
-      *body = replica::Json::parse(req.body, nullptr, false);
-      if (body->is_discarded() || !body->is_object())
-        return respond(HttpResponse::knosc_error(400, "Bad Request Format", "JSON.Invalid"));
-    }
+  void queue_write(WriteRequest w, const LocalSession& session, Responder respond) {
+    auto body = std::make_shared<replica::Json>(std::move(w.body));
     replica::EditRequest edit;
-    edit.method = req.method;
-    edit.path.assign(seg.begin() + 1, seg.end());
+    edit.method = w.method;
+    edit.path.assign(w.seg.begin() + 1, w.seg.end());
     edit.now_iso = iso8601_utc(unix_now());
     if (auto e = session.profile.find("User Email"); e != session.profile.end() && e->is_string())
       edit.user_email = e->get<std::string>();
@@ -406,12 +504,12 @@ struct LoopbackApi::Impl {
           HttpResponse out;
           std::int64_t seq = 0;
           try {
-            auto w = replica::write_locally(rep, edit, user, unix_now());
-            if (const auto* err = std::get_if<replica::EditError>(&w.outcome)) {
+            auto written = replica::write_locally(rep, edit, user, unix_now());
+            if (const auto* err = std::get_if<replica::EditError>(&written.outcome)) {
               out = HttpResponse::knosc_error(err->status, err->message, err->code);
             } else {
-              const auto& plan = std::get<replica::EditPlan>(w.outcome);
-              seq = w.seq;
+              const auto& plan = std::get<replica::EditPlan>(written.outcome);
+              seq = written.seq;
               out = json_response(200, plan.response);
               out.set_header("X-Knosc-Syncd-Pending", "true");
               out.set_header("X-Knosc-Syncd-Outbox-Seq", std::to_string(seq));
@@ -433,17 +531,19 @@ struct LoopbackApi::Impl {
         });
   }
 
-  void send_write(const HttpRequest& req, const LocalSession& session, const schema::Resource* res,
-                  const std::vector<std::string>& seg, Responder respond) {
-    if (should_queue()) return queue_write(req, session, seg, std::move(respond));
-    const std::string path = req.target.substr(4);  // drop "/api"
-    spdlog::info("loopback: {} {} by {} sent to Knosc", req.method, req.path, session.username);
+  void send_write(WriteRequest w, const LocalSession& session, Responder respond) {
+    if (should_queue()) return queue_write(std::move(w), session, std::move(respond));
+    spdlog::info("loopback: {} {} by {} sent to Knosc", w.method, w.path, session.username);
     auto shared = std::make_shared<Responder>(std::move(respond));
-    const std::string method = req.method;
-    std::optional<std::string> path_id = seg.size() == 3 ? std::optional<std::string>(seg[2]) : std::nullopt;
-    auto request_body = std::make_shared<OJson>(OJson::parse(req.body, nullptr, false));
+    const std::string method = w.method;
+    const schema::Resource* res = w.res;
+    std::optional<std::string> path_id =
+        res && w.id ? std::optional<std::string>(replica::to_string(*w.id)) : std::nullopt;
+    const std::string body_text = w.body.is_null() ? std::string() : w.body.dump();
+    auto request_body = std::make_shared<OJson>(std::move(w.body));
     d.upstream->call(
-        method, path, req.body, [this, shared, res, method, path_id, seg, request_body](sync::ApiResult r) {
+        method, w.path, body_text,
+        [this, shared, res, method, path_id, seg = std::move(w.seg), request_body](sync::ApiResult r) {
           if (r.kind == sync::ApiResult::Kind::Transport) {
             if (r.response.maybe_delivered)
               return (*shared)(HttpResponse::knosc_error(502,
@@ -551,7 +651,7 @@ struct LoopbackApi::Impl {
       });
     };
     if (!id) return (*finish)();
-    const auto rid = parse_id(*res, *id);
+    const auto rid = canonical_record_id(res->id_type, *id);
     if (!rid) return (*finish)();
     if (method == "DELETE" && !res->parent.empty()) {
       // A line's deletion changes its header (totals; the last line takes the header with it): remove the
@@ -665,8 +765,10 @@ struct LoopbackApi::Impl {
   // offline). Columns are the keys of the exported rows in first-seen order (nested objects and arrays left
   // out), as Knosc's export does.
   void export_data(const HttpRequest& req, const LocalSession& session, Responder respond) {
-    const auto body = nlohmann::json::parse(req.body, nullptr, false);
-    if (body.is_discarded() || !body.is_object())
+    auto parsed_body = json_body(req, true);
+    if (auto* refusal = std::get_if<HttpResponse>(&parsed_body)) return respond(std::move(*refusal));
+    const OJson& body = std::get<OJson>(parsed_body);
+    if (!body.is_object())
       return respond(HttpResponse::knosc_error(400, "Bad Request Format", "JSON.Invalid"));
     auto view = body.find("view_name");
     if (view == body.end() || !view->is_string())
@@ -741,7 +843,7 @@ struct LoopbackApi::Impl {
     key += id_text;
     if (serve_cached(key, respond)) return;
     const auto missing = HttpResponse::knosc_error(400, res.missing_message(id_text), res.not_found_code);
-    auto id = parse_id(res, id_text);
+    auto id = canonical_record_id(res.id_type, id_text);
     if (!id) return respond(missing);
     const auto* r = &res;
     const LocalSession s = session;
@@ -815,61 +917,64 @@ struct LoopbackApi::Impl {
         return json_response(200, body);
       });
     }
-    if (what == "outbox") {
-      return read(std::move(respond), [](replica::Replica& rep) {
-        OJson entries = OJson::array();
-        SQLite::Statement q(
-            rep.db(),
-            "SELECT seq, resource, record_id, op, method, path, local_user, created_at, state, attempts, "
-            "last_error, next_attempt_at, conflict_id, request FROM outbox WHERE state NOT IN ('done', "
-            "'dropped') "
-            "ORDER BY seq");
-        while (q.executeStep()) {
-          OJson e;
-          e["seq"] = q.getColumn(0).getInt64();
-          e["resource"] = q.getColumn(1).getString();
-          e["record_id"] = q.getColumn(2).isInteger() ? OJson(q.getColumn(2).getInt64())
-                                                      : OJson(q.getColumn(2).getString());
-          e["op"] = q.getColumn(3).getString();
-          e["method"] = q.getColumn(4).getString();
-          e["path"] = q.getColumn(5).getString();
-          e["local_user"] = q.getColumn(6).getString();
-          e["created_at"] = iso8601_utc(q.getColumn(7).getInt64());
-          e["state"] = q.getColumn(8).getString();
-          e["attempts"] = q.getColumn(9).getInt();
-          // Knosc's refusal of a rejected entry is kept as its JSON error.
-          OJson err;
-          if (!q.getColumn(10).isNull()) {
-            err = OJson::parse(q.getColumn(10).getString(), nullptr, false);
-            if (err.is_discarded()) err = q.getColumn(10).getString();
+    if (what == "outbox" || what == "conflicts") {
+      const LocalSession sess = *std::get<const LocalSession*>(s);
+      const auto* catalog = d.catalog;
+      if (what == "outbox")
+        return read(std::move(respond), [sess, catalog](replica::Replica& rep) {
+          OJson entries = OJson::array();
+          for (const auto& e : replica::open_entries(rep, 0, std::numeric_limits<std::size_t>::max())) {
+            const auto access = entry_access(rep, *catalog, sess, e, {});
+            if (!access.visible) continue;
+            OJson j;
+            j["seq"] = e.seq;
+            j["resource"] = e.resource;
+            j["record_id"] = id_json(e.record_id);
+            j["op"] = e.op;
+            j["method"] = e.method;
+            j["path"] = e.path;
+            j["local_user"] = e.local_user;
+            j["created_at"] = iso8601_utc(e.created_at);
+            j["state"] = e.state;
+            j["attempts"] = e.attempts;
+            // Knosc's refusal of a rejected entry is kept as its JSON error.
+            OJson err;
+            if (e.last_error) {
+              err = OJson::parse(*e.last_error, nullptr, false);
+              if (err.is_discarded()) err = *e.last_error;
+            }
+            j["last_error"] = err;
+            j["next_attempt_at"] = e.next_attempt_at ? OJson(iso8601_utc(*e.next_attempt_at)) : OJson();
+            j["conflict_id"] = e.conflict_id ? OJson(*e.conflict_id) : OJson();
+            // What someone else asked for is theirs: its body is shown to its author and administrators.
+            j["request"] = access.own && e.request ? OJson(*e.request) : OJson();
+            entries.push_back(std::move(j));
           }
-          e["last_error"] = err;
-          e["next_attempt_at"] =
-              q.getColumn(11).isNull() ? OJson() : OJson(iso8601_utc(q.getColumn(11).getInt64()));
-          e["conflict_id"] = q.getColumn(12).isNull() ? OJson() : OJson(q.getColumn(12).getInt64());
-          e["request"] =
-              q.getColumn(13).isNull() ? OJson() : OJson::parse(q.getColumn(13).getString(), nullptr, false);
-          entries.push_back(std::move(e));
-        }
-        return json_response(200, OJson{{"entries", entries}});
-      });
-    }
-    if (what == "conflicts") {
-      return read(std::move(respond), [](replica::Replica& rep) {
+          return json_response(200, OJson{{"entries", entries}});
+        });
+      return read(std::move(respond), [sess, catalog](replica::Replica& rep) {
         OJson items = OJson::array();
         for (const auto& c : replica::conflict_rows(rep, false, 10000)) {
+          const auto entry = replica::outbox_entry(rep, c.outbox_seq);
+          if (!entry) continue;
+          const auto access = entry_access(rep, *catalog, sess, *entry, {&c.base, &c.local, &c.remote});
+          if (!access.visible) continue;
           OJson j;
           j["id"] = c.id;
           j["outbox_seq"] = c.outbox_seq;
           j["resource"] = c.resource;
-          j["record_id"] = std::holds_alternative<std::int64_t>(c.record_id)
-                               ? OJson(std::get<std::int64_t>(c.record_id))
-                               : OJson(std::get<std::string>(c.record_id));
+          j["record_id"] = id_json(c.record_id);
           j["kind"] = c.kind;
+          j["local_user"] = entry->local_user;
           j["base"] = c.base;
-          j["local"] = c.local;
+          // The local side is the author's edit: shown to its author and administrators only.
+          j["local"] = access.own ? OJson(c.local) : OJson();
           j["remote"] = c.remote;
-          j["fields"] = c.fields;
+          OJson fields = c.fields;
+          if (!access.own && fields.is_array())
+            for (auto& f : fields)
+              if (f.is_object() && f.contains("local")) f["local"] = nullptr;
+          j["fields"] = std::move(fields);
           j["created_at"] = iso8601_utc(c.created_at);
           items.push_back(std::move(j));
         }
@@ -906,16 +1011,15 @@ struct LoopbackApi::Impl {
       if (auto refusal = d.auth->check_csrf(req, *who)) return respond(std::move(*refusal));
     }
     const LocalSession& session = *who;
-    std::int64_t id = 0;
-    const auto& text = seg[2];
-    if (std::from_chars(text.data(), text.data() + text.size(), id).ec != std::errc() || id <= 0)
-      return respond(HttpResponse::knosc_error(404, "Not Found", "Route.NotFound"));
-    OJson body = OJson::object();
-    if (!req.body.empty()) {
-      body = OJson::parse(req.body, nullptr, false);
-      if (body.is_discarded() || !body.is_object())
-        return respond(HttpResponse::knosc_error(400, "Bad Request Format", "JSON.Invalid"));
-    }
+    const auto parsed_id = canonical_record_id(schema::IdType::Integer, seg[2]);
+    if (!parsed_id || std::get<std::int64_t>(*parsed_id) <= 0) return respond(route_not_found());
+    const std::int64_t id = std::get<std::int64_t>(*parsed_id);
+    auto parsed_body = json_body(req, false);
+    if (auto* refusal = std::get_if<HttpResponse>(&parsed_body)) return respond(std::move(*refusal));
+    OJson body = std::move(std::get<OJson>(parsed_body));
+    if (body.is_null()) body = OJson::object();
+    if (!body.is_object())
+      return respond(HttpResponse::knosc_error(400, "Bad Request Format", "JSON.Invalid"));
     sync::Resolution how = retry ? sync::Resolution::Retry : sync::Resolution::Drop;
     if (conflict) {
       const auto r = body.value("resolution", std::string());
@@ -938,23 +1042,27 @@ struct LoopbackApi::Impl {
     auto shared = std::make_shared<Responder>(std::move(respond));
     const LocalSession sess = session;
     d.readers->post([this, shared, sess, conflict, id, how, given](replica::Replica& rep) {
-      std::optional<std::string> resource;
+      std::optional<EntryAccess> access;
       try {
         if (conflict) {
-          if (auto c = replica::conflict_row(rep, id)) resource = c->resource;
+          if (auto c = replica::conflict_row(rep, id))
+            if (auto e = replica::outbox_entry(rep, c->outbox_seq))
+              access = entry_access(rep, *d.catalog, sess, *e, {&c->base, &c->local, &c->remote});
         } else if (auto e = replica::outbox_entry(rep, id)) {
-          resource = e->resource;
+          access = entry_access(rep, *d.catalog, sess, *e, {});
         }
       } catch (const std::exception& e) {
         spdlog::error("loopback: reading the outbox failed: {}", e.what());
       }
-      d.inbox->post([this, shared, sess, resource, id, how, given]() mutable {
-        if (!resource)
+      d.inbox->post([this, shared, sess, access, id, how, given]() mutable {
+        // An entry the caller may not see does not exist for them.
+        if (!access || !access->visible)
           return (*shared)(
               HttpResponse::knosc_error(404, "No such conflict or outbox entry.", "Sync.NotFound"));
-        const auto* res = d.catalog->find(*resource);
-        const std::string module = res ? res->module : "Issue Tracker";
-        if (!sess.privileges.allows(module, Access::Edit)) return (*shared)(not_privileged());
+        // Settling decides the fate of someone's edit: it is for its author, with Edit on the record's
+        // module, or an administrator.
+        if (!access->own || !sess.privileges.allows(access->module, Access::Edit))
+          return (*shared)(not_privileged());
         d.resolve(id, how, std::move(given), sess.username, [shared](std::string error) {
           if (!error.empty())
             return (*shared)(HttpResponse::knosc_error(409, error, "Sync.ResolutionRefused"));

@@ -143,6 +143,9 @@ void print_progress(Runtime& rt, bool final_line) {
 }  // namespace
 
 int run_daemon(const Config& config) {
+  // Everything the daemon creates (the replica, SQLite's -wal and -shm beside it, temporary files) holds the
+  // tenant's data or secrets: private to the service account from the moment it exists, never chmod-ed after.
+  ::umask(0077);
   std::error_code ec;
   std::filesystem::create_directories(config.state_dir, ec);
   if (ec) {
@@ -169,7 +172,10 @@ int run_daemon(const Config& config) {
   try {
     auto rep = std::make_unique<replica::Replica>(config.replica_path(), schema::Catalog::builtin(),
                                                   replica::Replica::Mode::ReadWrite);
-    ::chmod(config.replica_path().c_str(), 0600);
+    // A replica made by an older knosc-syncd, or under a looser umask, is made private now; SQLite gives a
+    // new -wal and -shm the database's mode.
+    for (const char* suffix : {"", "-wal", "-shm"})
+      ::chmod((config.replica_path() + suffix).c_str(), 0600);
     rep->set_state("started_at", std::to_string(unix_now()));
     rep->set_state("online", "false");
     rt.changes = std::make_shared<replica::ChangeFeed>(schema::Catalog::builtin());

@@ -883,7 +883,11 @@ TEST_CASE("offline: the cached hash logs users in, and wrong passwords lock the 
   CHECK(h.session_ok(offline.access)->user_id == 12);
   CHECK(h.auth->active_sessions() == 2);
 
-  const Json invalid = knosc_body("Invalid username or password.", "User.InvalidCredentials");
+  // Offline, one answer for a wrong password and an account never seen here (checked below).
+  const Json invalid = knosc_body(
+      "Invalid username or password. Knosc cannot be reached: only accounts that logged in here recently can "
+      "log in until it is back.",
+      "User.InvalidCredentials");
   for (int i = 1; i <= 3; ++i) {
     INFO("failure " << i);
     const HttpResponse r = h.login(kPlanner, "wrong-" + std::to_string(i));
@@ -905,12 +909,11 @@ TEST_CASE("offline: the cached hash logs users in, and wrong passwords lock the 
   h.restart();
   CHECK(h.login(kPlanner, kPlannerPassword).status == 429);
 
+  // An account never seen here gets the wrong password's answer: a local prober cannot tell who has logged
+  // in on this machine.
   const HttpResponse unknown = h.login(kBuyer, kBuyerPassword);
-  CHECK(unknown.status == 503);
-  CHECK(body_of(unknown) ==
-        knosc_body("Knosc cannot be reached and this account has not logged in here recently "
-                   "enough to be checked offline.",
-                   "Sync.Offline"));
+  CHECK(unknown.status == 401);
+  CHECK(body_of(unknown) == invalid);
   CHECK(h.knosc.log.size() == upstream_requests);
 }
 
@@ -927,7 +930,7 @@ TEST_CASE("offline: a known-down link skips upstream; a 5xx counts as down", "[l
   h.knosc.logins_fail_503 = true;
   h.logged_in(kPlanner, kPlannerPassword);
   CHECK(h.knosc.log.size() == before + 1);
-  CHECK(h.login(kBuyer, kBuyerPassword).status == 503);
+  CHECK(h.login(kBuyer, kBuyerPassword).status == 401);
 }
 
 TEST_CASE("offline: a cache older than offline_login_ttl_seconds is refused", "[local_auth]") {
@@ -941,8 +944,8 @@ TEST_CASE("offline: a cache older than offline_login_ttl_seconds is refused", "[
   CHECK(h.sql("UPDATE local_user SET verified_at = verified_at - 8 * 24 * 3600") == 1);
   h.restart();
   const HttpResponse r = h.login(kPlanner, kPlannerPassword);
-  CHECK(r.status == 503);
-  CHECK(body_of(r)["Code"] == "Sync.Offline");
+  CHECK(r.status == 401);
+  CHECK(body_of(r)["Code"] == "User.InvalidCredentials");
   // Sessions already open are not affected by the age of the cached password.
   CHECK(h.session_ok(s.access)->username == kPlanner);
 }
@@ -987,8 +990,13 @@ TEST_CASE("2FA: the password step is remembered and verify-2fa finishes the logi
              request("POST", "/api/verify-2fa", Json{{"username", kTwoFactor}, {"totp_code", kTotp}}.dump()));
   CHECK(r.status == 401);
 
-  // Offline, a two-factor account cannot be checked: the right password is not enough.
+  // Offline, a two-factor account cannot be checked: the right password is not enough. A wrong one gets the
+  // answer any wrong password gets, so the refusal tells only whoever knows the password that the account
+  // uses a second factor.
   h.upstream_down();
+  r = h.login(kTwoFactor, "not-the-password");
+  CHECK(r.status == 401);
+  CHECK(body_of(r)["Code"] == "User.InvalidCredentials");
   r = h.login(kTwoFactor, kTwoFactorPassword);
   CHECK(r.status == 503);
   CHECK(body_of(r)["Code"] == "Sync.Offline");
@@ -1152,8 +1160,9 @@ TEST_CASE("Knosc refusing the cached password revokes the cache and the user's s
   CHECK(h.session_error(s.access)["Code"] == "Token.Invalid");
   CHECK(h.session_ok(buyer.access));
 
+  // Offline, the revoked credential no longer works: refused as any credential that cannot be checked here.
   h.online = false;
-  CHECK(h.login(kPlanner, kPlannerPassword).status == 503);
+  CHECK(h.login(kPlanner, kPlannerPassword).status == 401);
   h.online = true;
   h.logged_in(kPlanner, "changed-in-knosc");
   h.online = false;

@@ -410,9 +410,9 @@ struct LoopbackApi::Impl {
     auto body = json_body(req, req.method != "DELETE");
     if (auto* refusal = std::get_if<HttpResponse>(&body)) return std::move(*refusal);
     w.body = std::move(std::get<OJson>(body));
+    // Knosc answers a body that is JSON but not an object exactly as one that is not JSON.
     if (!w.body.is_null() && !w.body.is_object())
-      return HttpResponse::knosc_error(400, "Bad Request Format: the body must be a JSON object.",
-                                       "JSON.Invalid");
+      return HttpResponse::knosc_error(400, "Bad Request Format", "JSON.Invalid");
     w.path = upstream_path(std::vector<std::string>(seg.begin() + 1, seg.end()));
     return w;
   }

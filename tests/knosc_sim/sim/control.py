@@ -80,6 +80,8 @@ class Control:
             ("POST", "/_sim/expire-tokens"): self._expire_tokens,
             ("POST", "/_sim/offline"): self._offline,
             ("POST", "/_sim/online"): self._online,
+            ("GET", "/_sim/link"): self._link_get,
+            ("POST", "/_sim/link"): self._link_post,
             ("GET", "/_sim/stats"): self._stats,
             ("POST", "/_sim/stats/reset"): self._stats_reset,
             ("GET", "/_sim/snapshot"): self._snapshot,
@@ -124,7 +126,7 @@ class Control:
     # -- routes ------------------------------------------------------------------------------------------
     def _health(self, query, body) -> Response:
         return Response(200, {"status": "ok", "online": self.transport.online, "port": self.transport.port,
-                              "uptime": round(time.time() - self.started_at, 3)})
+                              "link": self.transport.link.mode(), "uptime": round(time.time() - self.started_at, 3)})
 
     def _mutate(self, query, body) -> Response:
         try:
@@ -166,16 +168,28 @@ class Control:
         self.auth.expire_all()
         return Response(200, {"expired": True})
 
+    # /_sim/offline and /_sim/online are the link modes "refuse" and "normal" under their older names.
     def _offline(self, query, body) -> Response:
-        self.transport.stop()
+        self.transport.link.set({"mode": "refuse"})
         return Response(200, {"online": False})
 
     def _online(self, query, body) -> Response:
-        try:
-            self.transport.start()
-        except OSError as exc:
-            return _err(503, "cannot listen on port %d again: %s" % (self.transport.port, exc), "Control.PortBusy")
+        problem = self.transport.link.set({"mode": "normal"})
+        if problem is not None:
+            return _err(503, problem, "Control.PortBusy")
         return Response(200, {"online": True, "port": self.transport.port})
+
+    def _link_get(self, query, body) -> Response:
+        return Response(200, self.transport.link.describe())
+
+    def _link_post(self, query, body) -> Response:
+        try:
+            problem = self.transport.link.set(self._json(body))
+        except (_BadRequest, ValueError) as exc:
+            return _err(400, str(exc), "Control.BadRequest")
+        if problem is not None:
+            return _err(503, problem, "Control.PortBusy")
+        return Response(200, self.transport.link.describe())
 
     def _created(self) -> dict:
         return dict(self.tenant.created_counts())

@@ -91,11 +91,25 @@ class Simulator:
     def stop(self) -> None:
         self._stop.set()
         self.control.stop()
-        self.transport.stop()
+        self.transport.close()
+
+
+def raise_open_file_limit(cap: int = 65536) -> None:
+    """Let a blackhole hold thousands of connections: raise the soft descriptor limit toward the hard one."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ImportError, ValueError, OSError):
+        pass
 
 
 def main(argv=None, tenant_factory: Optional[Callable] = None) -> int:
     args = parse_args(argv)
+    raise_open_file_limit()
 
     def stop_early(signum, frame):
         # Generating a large tenant takes a while; a stop request then ends the process at once.

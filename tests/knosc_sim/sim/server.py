@@ -2,12 +2,16 @@
 
 Built on http.server because fault injection needs the socket itself: a reset must be a real RST
 (SO_LINGER 0, no FIN first), a truncated body must go out with its full Content-Length, a hang must hold
-the connection, and going offline must close the listening socket so connections are refused.
+the connection, and going offline must close the listening socket so connections are refused. Link faults
+(link.py) sit under the request parser: every read of a Knosc connection's socket and every write to it
+passes through its LinkConn.
 """
 
 from __future__ import annotations
 
 import email.utils
+import errno
+import io
 import json
 import re
 import socket
@@ -23,9 +27,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from sim.http_types import Headers, Request, Response, error
 from sim.faults import Faults, status_body
+from sim.link import Link, LinkConn
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 IDLE_TIMEOUT = 300.0                 # an idle keep-alive connection is closed after this many seconds
+JOIN_ON_CLOSE = 0.5                  # at shutdown, how long to let woken connection threads finish
 _ID_SEGMENT = re.compile(r"^(?:-?\d+|TKT-\d+)$")
 
 
@@ -87,6 +93,116 @@ class _Server(ThreadingHTTPServer):
         if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
             return
         traceback.print_exc(file=sys.stderr)
+
+
+class _KnoscServer(_Server):
+    """The Knosc port's listener: while the link is a blackhole, accepted connections are parked.
+
+    A parked connection has no thread and is never read: the kernel completed its handshake, its request
+    waits in the kernel's receive buffer. When the blackhole ends, serve_forever's service_actions (every
+    poll interval, 50 ms) hands each parked connection to a thread as if just accepted, or resets it when the
+    blackhole said "release": "reset".
+    """
+
+    def __init__(self, addr, handler, transport: "KnoscTransport"):
+        self._parked: list[socket.socket] = []
+        self._parked_release = "resume"
+        super().__init__(addr, handler, transport)
+
+    def get_request(self):
+        try:
+            return super().get_request()
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                time.sleep(0.05)   # out of descriptors: the listener stays readable; do not spin on it
+            raise
+
+    def process_request(self, request, client_address):
+        link = self.transport.link
+        spec, mode, _left = link.state()
+        if mode == "blackhole":
+            self._parked.append(request)
+            self._parked_release = spec.release or "resume"
+            link.count_held("connections", 1)
+            return
+        super().process_request(request, client_address)
+
+    def service_actions(self):
+        super().service_actions()
+        if not self._parked:
+            return
+        spec, mode, _left = self.transport.link.state()
+        if mode == "blackhole":
+            self._parked_release = spec.release or "resume"
+            return
+        parked, self._parked = self._parked, []
+        self.transport.link.count_held("connections", -len(parked))
+        for sock in parked:
+            if self._parked_release == "reset":
+                _reset_socket(sock)
+                continue
+            try:
+                peer = sock.getpeername()
+            except OSError:
+                peer = ("", 0)
+            try:
+                super().process_request(sock, peer)
+            except Exception:
+                self.handle_error(sock, peer)
+                self.shutdown_request(sock)
+
+    def drop_parked(self) -> None:
+        """Offline or shutdown: reset every parked connection (after serve_forever has stopped)."""
+        parked, self._parked = self._parked, []
+        self.transport.link.count_held("connections", -len(parked))
+        for sock in parked:
+            _reset_socket(sock)
+
+
+def _reset_socket(sock: socket.socket) -> None:
+    """Close with a TCP RST (SO_LINGER 0): what a host that forgot the connection answers."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+class _LinkSocketIO(socket.SocketIO):
+    """The raw reader of a Knosc connection: every socket read first asks the link."""
+
+    def __init__(self, sock: socket.socket, conn: LinkConn):
+        super().__init__(sock, "rb")
+        self._link_conn = conn
+
+    def readinto(self, b):
+        n = self._link_conn.before_recv(len(b))
+        if n < len(b):
+            b = memoryview(b)[:n]
+        return super().readinto(b)
+
+
+class _LinkWriter(io.BufferedIOBase):
+    """The writer of a Knosc connection: each write is one response, sent through the link."""
+
+    def __init__(self, conn: LinkConn):
+        self._link_conn = conn
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        if self.closed:
+            raise ValueError("write to closed file")
+        with memoryview(b) as view:
+            self._link_conn.send(view)
+            return view.nbytes
+
+    def fileno(self):
+        return self._link_conn.sock.fileno()
 
 
 class BaseHandler(BaseHTTPRequestHandler):
@@ -287,10 +403,18 @@ class KnoscHandler(BaseHandler):
 
     def setup(self):
         super().setup()
-        self.server.transport.track(self.connection, True)
+        transport = self.server.transport
+        # Reads and writes of the Knosc port go through the link (link faults act before anything else).
+        self.link_conn = LinkConn(transport.link, self.connection, transport.wake)
+        self.rfile.close()
+        self.rfile = io.BufferedReader(_LinkSocketIO(self.connection, self.link_conn), io.DEFAULT_BUFFER_SIZE)
+        self.wfile = _LinkWriter(self.link_conn)
+        transport.track(self.connection, True)
 
     def finish(self):
         try:
+            if self.link_conn.reset:
+                self.reset_connection()
             super().finish()
         except (OSError, ValueError):
             pass
@@ -356,18 +480,21 @@ class KnoscTransport:
     """The Knosc port: owns the listening socket so it can go offline and come back on the same port."""
 
     def __init__(self, tenant, auth, host: str = "127.0.0.1", port: int = 0, faults: Optional[Faults] = None,
-                 stats: Optional[Stats] = None, quiet: bool = True, max_body: int = DEFAULT_MAX_BODY):
+                 stats: Optional[Stats] = None, quiet: bool = True, max_body: int = DEFAULT_MAX_BODY,
+                 link: Optional[Link] = None):
         self.tenant = tenant
         self.auth = auth
         self.host = host
         self.port = port
         self.faults = faults or Faults()
         self.stats = stats or Stats()
+        self.link = link or Link()
+        self.link.attach(self._listen)
         self._handler = type("Handler", (KnoscHandler,), {"quiet": quiet, "max_body": max_body})
         self._lock = threading.Lock()
-        self._conns: set[socket.socket] = set()
+        self._conns: dict[socket.socket, threading.Thread] = {}
         self._conns_lock = threading.Lock()
-        self._server: Optional[_Server] = None
+        self._server: Optional[_KnoscServer] = None
         self._thread: Optional[threading.Thread] = None
         self.wake = threading.Event()   # set when connections must give up waiting (offline, stop)
 
@@ -395,7 +522,7 @@ class KnoscTransport:
         with self._lock:
             if self._server is None:
                 self.wake = threading.Event()
-                self._server = _Server((self.host, self.port), self._handler, self)
+                self._server = _KnoscServer((self.host, self.port), self._handler, self)
                 self.port = self._server.server_address[1]
                 self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                                 name="knosc-port", daemon=True)
@@ -409,8 +536,10 @@ class KnoscTransport:
             if server is None:
                 return
             self.wake.set()
+            self.link.poke()
             server.shutdown()
             server.server_close()
+            server.drop_parked()
             with self._conns_lock:
                 conns = list(self._conns)
             for sock in conns:
@@ -419,12 +548,37 @@ class KnoscTransport:
                 except OSError:
                     pass
 
+    def close(self) -> None:
+        """Shutdown: end the link's waits and flaps, close everything, give woken threads a moment to end."""
+        self.link.close()
+        self.stop()
+        deadline = time.monotonic() + JOIN_ON_CLOSE
+        with self._conns_lock:
+            threads = list(self._conns.values())
+        for t in threads:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if t is not threading.current_thread():
+                t.join(left)
+
+    def _listen(self, want: bool) -> Optional[str]:
+        """The link's switch for the listening socket: None, or why it could not listen again."""
+        if not want:
+            self.stop()
+            return None
+        try:
+            self.start()
+        except OSError as exc:
+            return "cannot listen on port %d again: %s" % (self.port, exc)
+        return None
+
     def track(self, sock: socket.socket, add: bool) -> None:
         with self._conns_lock:
             if add:
-                self._conns.add(sock)
+                self._conns[sock] = threading.current_thread()
             else:
-                self._conns.discard(sock)
+                self._conns.pop(sock, None)
         if add and self._server is None:
             # Accepted just before the listener closed: offline drops it like the others.
             try:

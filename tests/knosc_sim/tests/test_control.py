@@ -22,7 +22,8 @@ RESOURCES = ["purchase-order", "sales-order", "manufacturing-order", "forecast",
 
 ROUTES = [("GET", "/_sim/health"), ("POST", "/_sim/mutate"), ("POST", "/_sim/planner"), ("GET", "/_sim/faults"),
           ("POST", "/_sim/faults"), ("DELETE", "/_sim/faults"), ("POST", "/_sim/expire-tokens"),
-          ("POST", "/_sim/offline"), ("POST", "/_sim/online"), ("GET", "/_sim/stats"), ("POST", "/_sim/stats/reset"),
+          ("POST", "/_sim/offline"), ("POST", "/_sim/online"), ("GET", "/_sim/link"), ("POST", "/_sim/link"),
+          ("GET", "/_sim/stats"), ("POST", "/_sim/stats/reset"),
           ("GET", "/_sim/snapshot"), ("GET", "/_sim/reset-token"), ("POST", "/_sim/job-tick")]
 
 
@@ -55,6 +56,7 @@ def test_control_routes_are_not_on_the_knosc_port(sim, svc):
 def test_health_and_unknown_routes(sim):
     health = sim.control_get("/_sim/health").json()
     assert health["status"] == "ok" and health["online"] is True and health["port"] == sim.port
+    assert health["link"] == "normal"
     assert sim.control_get("/_sim/nothing").status_code == 404
     assert sim.control_get("/_sim/mutate").status_code == 405
     assert sim.control_post("/_sim/job-tick").status_code == 200

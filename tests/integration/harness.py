@@ -5,6 +5,7 @@ Tests poll with deadlines (wait_until) instead of sleeping for fixed times.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -156,6 +157,18 @@ class Daemon:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=15)
         self._log.close()
+
+    @contextlib.contextmanager
+    def frozen(self):
+        """The daemon stopped in its tracks (SIGSTOP) for the block: what others do meanwhile, it cannot see or
+        race. A daemon that notices a returning link within seconds would otherwise push before a test's
+        "meanwhile, someone else changes Knosc" has happened."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.proc.send_signal(signal.SIGCONT)
 
     def stop(self, timeout: float = 30) -> int:
         if self.proc is None:

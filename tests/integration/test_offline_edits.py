@@ -136,11 +136,12 @@ def test_non_overlapping_changes_merge_and_collisions_wait_for_a_person(env):
     offline(sim, d)
     assert tool.put(f"{base}/customer-master/{a['id']}", json={"Customer Phone": "+1 555 0100"}).status_code == 200
     assert tool.put(f"{base}/customer-master/{b['id']}", json={"Customer Name": "Local name"}).status_code == 200
-    # Meanwhile in Knosc: another field of A, and the same field of B.
-    sim.post("/_sim/online")
-    admin = other_writer(sim)
-    assert admin.put(f"{sim.base}/customer-master/{a['id']}", json={"Customer Email": "new@a.example"}).ok
-    assert admin.put(f"{sim.base}/customer-master/{b['id']}", json={"Customer Name": "Remote name"}).ok
+    # Meanwhile in Knosc, before the daemon sees the link again: another field of A, and the same field of B.
+    with d.frozen():
+        sim.post("/_sim/online")
+        admin = other_writer(sim)
+        assert admin.put(f"{sim.base}/customer-master/{a['id']}", json={"Customer Email": "new@a.example"}).ok
+        assert admin.put(f"{sim.base}/customer-master/{b['id']}", json={"Customer Name": "Remote name"}).ok
     wait_until(lambda: d.status()["online"] is True, 60, "the link to come back")
 
     wait_until(lambda: len(conflicts(tool, base)) == 1, 60, "the collision to be parked")
@@ -172,11 +173,12 @@ def test_keep_remote_and_rejected_edits(env):
     offline(sim, d)
     assert tool.put(f"{base}/item-master/{item['id']}", json={"Item Description": "local"}).status_code == 200
     assert tool.post(base + "/unit-master", json={"Unit Code": "RACE", "Unit Name": "mine"}).status_code == 200
-    sim.post("/_sim/online")
-    admin = other_writer(sim)
-    assert admin.put(f"{sim.base}/item-master/{item['id']}", json={"Item Description": "remote"}).ok
-    # Someone else takes the unit code first: Knosc will refuse the local create.
-    assert admin.post(f"{sim.base}/unit-master", json={"Unit Code": "RACE", "Unit Name": "theirs"}).ok
+    with d.frozen():  # the daemon must not see the link back before someone else has written
+        sim.post("/_sim/online")
+        admin = other_writer(sim)
+        assert admin.put(f"{sim.base}/item-master/{item['id']}", json={"Item Description": "remote"}).ok
+        # Someone else takes the unit code first: Knosc will refuse the local create.
+        assert admin.post(f"{sim.base}/unit-master", json={"Unit Code": "RACE", "Unit Name": "theirs"}).ok
     wait_until(lambda: d.status()["online"] is True, 60, "the link to come back")
 
     def parked():

@@ -185,8 +185,9 @@ def test_a_thousand_offline_edits_reach_knosc_once_through_faults_and_crashes(ki
         accepted = make_edits(rng, tool, base, plan)
         assert accepted >= EDITS * 0.8
         created_before = sim.stats()["created"]
-        sim.post("/_sim/online")
-        other_writer_changes(rng, sim, plan)
+        with d.frozen():  # the other writer's changes come first, however fast the daemon sees the link back
+            sim.post("/_sim/online")
+            other_writer_changes(rng, sim, plan)
         sim.post("/_sim/faults", {"seed": kills, "rules": [
             {"route": "^/api/", "kind": "latency", "ms": 20},
             {"route": "^/api/(?!authenticate|token-refresh)", "method": "*", "kind": "status", "status": 503,

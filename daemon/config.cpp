@@ -113,8 +113,10 @@ Config load_config(const std::string& path) {
     c.verify_tls = r.boolean("verify_tls").value_or(true);
     c.connect_timeout_seconds =
         r.integer("connect_timeout_seconds", 1, 600).value_or(c.connect_timeout_seconds);
+    c.no_progress_timeout_seconds =
+        r.integer("no_progress_timeout_seconds", 1, 3600).value_or(c.no_progress_timeout_seconds);
     c.transfer_timeout_seconds =
-        r.integer("transfer_timeout_seconds", 1, 3600).value_or(c.transfer_timeout_seconds);
+        r.integer("transfer_timeout_seconds", 0, 24 * 3600).value_or(c.transfer_timeout_seconds);
     r.reject_unknown();
   } else {
     throw ConfigError(path + ": the [upstream] table is required");

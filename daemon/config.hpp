@@ -26,8 +26,11 @@ struct Config {
   std::string totp_secret_file;  // optional, same rules
   std::string ca_file;
   bool verify_tls = true;
-  int connect_timeout_seconds = 10;
-  int transfer_timeout_seconds = 120;
+  // Every transfer: connect within this, and never a stretch this long without a byte moving. A cap on the
+  // whole exchange (0: none) would cut a large page on a slow link, so by default there is none.
+  int connect_timeout_seconds = 5;
+  int no_progress_timeout_seconds = 10;
+  int transfer_timeout_seconds = 0;
 
   // [storage]
   std::string state_dir;

@@ -188,8 +188,10 @@ int run_daemon(const Config& config) {
   uv_loop_init(&rt.loop);
   rt.inbox = std::make_unique<sync::LoopInbox>(&rt.loop);
   sync::TlsOptions tls{config.verify_tls, config.ca_file};
-  sync::HttpTimeouts timeouts{config.connect_timeout_seconds * 1000L,
-                              config.transfer_timeout_seconds * 1000L};
+  sync::HttpTimeouts timeouts;
+  timeouts.connect_ms = config.connect_timeout_seconds * 1000L;
+  timeouts.no_progress_seconds = config.no_progress_timeout_seconds;
+  timeouts.transfer_ms = config.transfer_timeout_seconds * 1000L;
   rt.http = std::make_unique<sync::HttpClient>(&rt.loop, tls, timeouts);
   rt.session = std::make_unique<sync::UpstreamSession>(*rt.http, config.base_url, creds);
   rt.puller = std::make_unique<sync::Puller>(&rt.loop, *rt.session, *rt.writer, *rt.inbox,

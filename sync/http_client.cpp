@@ -173,6 +173,16 @@ bool is_https(const std::string& url) {
   return to_lower(std::string_view(url).substr(0, 8)) == "https://";
 }
 
+// Whether the transfer's connection was set up: TCP connected and, for https, the TLS handshake done.
+bool connection_ready(CURL* easy, const std::string& url) {
+  curl_off_t connect_us = 0;
+  curl_off_t appconnect_us = 0;
+  curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+  curl_easy_getinfo(easy, CURLINFO_APPCONNECT_TIME_T, &appconnect_us);
+  if (connect_us <= 0) return false;
+  return !is_https(url) || appconnect_us > 0;
+}
+
 // Whether the request may have reached the server. A write whose fate is unknown must not be blindly
 // repeated (or considered failed) by the caller, so everything not provably pre-send answers true.
 bool maybe_delivered(CURL* easy, CURLcode code, const std::string& url) {
@@ -193,15 +203,8 @@ bool maybe_delivered(CURL* easy, CURLcode code, const std::string& url) {
       // bytes only once it has written the request head; before the TCP connect (or, for https, before the
       // TLS handshake) finished, nothing can have been sent.
       long request_size = 0;
-      curl_off_t connect_us = 0;
-      curl_off_t appconnect_us = 0;
       curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_size);
-      curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connect_us);
-      curl_easy_getinfo(easy, CURLINFO_APPCONNECT_TIME_T, &appconnect_us);
-      if (request_size > 0) return true;
-      if (connect_us <= 0) return false;
-      if (is_https(url) && appconnect_us <= 0) return false;
-      return true;
+      return request_size > 0 || connection_ready(easy, url);
     }
     default:
       return true;
@@ -411,7 +414,10 @@ struct HttpClient::Impl {
     set(CURLOPT_PROTOCOLS_STR, "http,https");
     set(CURLOPT_NOSIGNAL, 1L);  // no SIGALRM-based resolver timeouts: the daemon has other threads
     set(CURLOPT_CONNECTTIMEOUT_MS, timeouts.connect_ms);
-    set(CURLOPT_TIMEOUT_MS, timeouts.transfer_ms);
+    if (timeouts.no_progress_seconds > 0) {
+      set(CURLOPT_LOW_SPEED_LIMIT, 1L);
+      set(CURLOPT_LOW_SPEED_TIME, timeouts.no_progress_seconds);
+    }
     set(CURLOPT_SSL_VERIFYPEER, tls.verify ? 1L : 0L);
     set(CURLOPT_SSL_VERIFYHOST, tls.verify ? 2L : 0L);
     if (!tls.ca_file.empty()) set(CURLOPT_CAINFO, tls.ca_file.c_str());
@@ -438,6 +444,7 @@ struct HttpClient::Impl {
     bool ok = true;
     auto set = [&](CURLoption opt, auto value) { ok = ok && curl_easy_setopt(e, opt, value) == CURLE_OK; };
     set(CURLOPT_URL, rq.url.c_str());
+    set(CURLOPT_TIMEOUT_MS, rq.timeout_ms > 0 ? rq.timeout_ms : timeouts.transfer_ms);
     set(CURLOPT_ERRORBUFFER, t.error_buffer);
     set(CURLOPT_WRITEDATA, static_cast<void*>(&t));
     set(CURLOPT_HEADERDATA, static_cast<void*>(&t));
@@ -551,6 +558,15 @@ struct HttpClient::Impl {
     if (code != CURLE_OK) {
       r.transport_error = t.error_buffer[0] != '\0' ? std::string(t.error_buffer) : curl_easy_strerror(code);
       r.maybe_delivered = maybe_delivered(t.easy, code, t.request.url);
+      long os_errno = 0;
+      curl_easy_getinfo(t.easy, CURLINFO_OS_ERRNO, &os_errno);
+      r.os_errno = static_cast<int>(os_errno);
+      r.connected = connection_ready(t.easy, t.request.url);
+      long header_bytes = 0;
+      curl_off_t body_bytes = 0;
+      curl_easy_getinfo(t.easy, CURLINFO_HEADER_SIZE, &header_bytes);
+      curl_easy_getinfo(t.easy, CURLINFO_SIZE_DOWNLOAD_T, &body_bytes);
+      r.bytes_received = static_cast<std::int64_t>(header_bytes) + static_cast<std::int64_t>(body_bytes);
     } else {
       r.maybe_delivered = true;
     }

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -24,9 +25,15 @@ struct TlsOptions {
   std::string ca_file;  // extra CA bundle (PEM); empty = system default
 };
 
+// A link that hangs is the common outage, and a transfer on it never ends by itself. What ends it is bytes
+// not moving, never the time the whole exchange takes, so that a large page on a slow link is not cut off.
 struct HttpTimeouts {
-  long connect_ms = 10'000;    // TCP + TLS handshake
-  long transfer_ms = 120'000;  // whole exchange; a hung upstream is cut off after this
+  long connect_ms = 5'000;  // TCP + TLS handshake
+  // Fewer than one byte a second, either way, for this long ends the transfer (libcurl's low-speed limit,
+  // whose speed is averaged over up to 5 s: a transfer that stops after moving bytes ends 10-15 s after its
+  // last byte, one that never gets a byte after 10 s). 0: never.
+  long no_progress_seconds = 10;
+  long transfer_ms = 0;  // a cap on the whole exchange; 0: none
 };
 
 struct HttpRequest {
@@ -34,6 +41,7 @@ struct HttpRequest {
   std::string url;                   // absolute URL
   std::vector<std::string> headers;  // "Name: value"
   std::string body;                  // sent when non-empty or when the method is POST/PUT/PATCH
+  long timeout_ms = 0;               // this request's cap on the whole exchange; 0: the client's transfer_ms
 };
 
 struct HttpResponse {
@@ -43,6 +51,11 @@ struct HttpResponse {
   // this means the outcome is unknown (the server may have applied it). False only when the failure is known
   // to precede sending (DNS, connect refused, TLS handshake).
   bool maybe_delivered = false;
+  // What the link did for a failed transfer (sync/link_state.hpp reads it): the errno of the last socket
+  // error, whether the connection (and its TLS) was set up, and how many bytes of answer arrived.
+  int os_errno = 0;
+  bool connected = false;
+  std::int64_t bytes_received = 0;
   long status = 0;                                           // HTTP status, 0 when no response
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased, in arrival order
   std::string body;

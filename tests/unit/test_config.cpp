@@ -79,7 +79,24 @@ TEST_CASE("a complete config file loads") {
   CHECK_FALSE(c.pull.resources.at("role").enabled);
   CHECK(c.verify_tls);
   CHECK(c.response_cache_mb == 32);  // the default
+  // No cap on a whole exchange by default, so a large page on a slow link is never cut while its bytes move.
+  CHECK(c.connect_timeout_seconds == 5);
+  CHECK(c.no_progress_timeout_seconds == 10);
+  CHECK(c.transfer_timeout_seconds == 0);
   CHECK(c.replica_path() == "/var/lib/knosc-syncd/replica.sqlite3");
+}
+
+TEST_CASE("the link's timeouts are configurable, and older files keep working") {
+  TempFiles f;
+  const std::string head =
+      "[upstream]\nbase_url = \"http://x/api\"\nusername = \"u\"\npassword_file = \"p\"\n";
+  const std::string storage = "[storage]\nstate_dir = \"/s\"\n";
+  auto old = load_config(
+      f.write("old.toml", head + "connect_timeout_seconds = 10\ntransfer_timeout_seconds = 120\n" + storage));
+  CHECK(old.connect_timeout_seconds == 10);
+  CHECK(old.transfer_timeout_seconds == 120);
+  auto c = load_config(f.write("new.toml", head + "no_progress_timeout_seconds = 20\n" + storage));
+  CHECK(c.no_progress_timeout_seconds == 20);
 }
 
 TEST_CASE("config mistakes name the key and the line") {
@@ -127,6 +144,12 @@ TEST_CASE("config mistakes name the key and the line") {
       {"[upstream]\nbase_url = \"http://x\"\nusername = \"u\"\npassword_file = \"p\"\n[storage]\nstate_dir = "
        "\"/s\"\n[loopback]\nresponse_cache_mb = -1\n",
        ":8: loopback.response_cache_mb must be between 0 and 4096 (got -1)"},
+      {"[upstream]\nbase_url = \"http://x\"\nusername = \"u\"\npassword_file = \"p\"\n"
+       "transfer_timeout_seconds = -1\n[storage]\nstate_dir = \"/s\"\n",
+       ":5: upstream.transfer_timeout_seconds must be between 0 and 86400 (got -1)"},
+      {"[upstream]\nbase_url = \"http://x\"\nusername = \"u\"\npassword_file = \"p\"\n"
+       "no_progress_timeout_seconds = 0\n[storage]\nstate_dir = \"/s\"\n",
+       ":5: upstream.no_progress_timeout_seconds must be between 1 and 3600 (got 0)"},
   };
   for (const auto& c : cases) {
     INFO(c.text);

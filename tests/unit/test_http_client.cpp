@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -59,12 +60,15 @@ struct Reply {
     Hang,             // read the request and never answer
     RespondAndClose,  // a complete response that keeps the connection open (no "Connection: close"), then
                       // close it: a kept-alive connection that dies while it idles
+    Stall,            // the head and `truncate_to` bytes of the body, then nothing, the connection held open
+    Trickle,          // the head, then the body one byte every `trickle` (a slow link that keeps moving)
   };
   Action action = Action::Respond;
   int status = 200;
   std::vector<std::string> headers;
   std::string body;
   std::size_t truncate_to = 0;
+  std::chrono::milliseconds trickle{0};
 };
 
 class ScriptedServer {
@@ -224,6 +228,21 @@ class ScriptedServer {
         out += reply.body.substr(0, reply.truncate_to);
         send_all(fd, out);
         break;
+      }
+      if (reply.action == Reply::Action::Stall) {
+        out += reply.body.substr(0, reply.truncate_to);
+        send_all(fd, out);
+        wait_readable(stop_pipe_[0]);
+        break;
+      }
+      if (reply.action == Reply::Action::Trickle) {
+        bool sent = send_all(fd, out);
+        for (std::size_t i = 0; sent && i < reply.body.size(); ++i) {
+          std::this_thread::sleep_for(reply.trickle);  // the pace of the link, not a wait for something
+          sent = send_all(fd, std::string_view(reply.body).substr(i, 1));
+        }
+        if (!sent) break;
+        continue;
       }
       out += reply.body;
       if (!send_all(fd, out)) break;
@@ -503,6 +522,8 @@ TEST_CASE("HttpClient: a refused connection is known not to be delivered", "[htt
       f.exchange({"POST", "http://127.0.0.1:" + std::to_string(unused_port()) + "/api/x", {}, "{}"});
   CHECK_FALSE(r.transport_ok());
   CHECK(r.curl_code == CURLE_COULDNT_CONNECT);
+  CHECK(r.os_errno == ECONNREFUSED);  // what tells "refused" from "unreachable" (sync/link_state.hpp)
+  CHECK_FALSE(r.connected);
   CHECK_FALSE(r.maybe_delivered);
   CHECK(r.status == 0);
   CHECK_FALSE(r.transport_error.empty());
@@ -556,6 +577,77 @@ TEST_CASE("HttpClient: a hung upstream is cut off by the transfer timeout", "[ht
   CHECK(r.maybe_delivered);  // connected and sent: the server may have acted on it
   CHECK(took >= 250ms);
   CHECK(took < 3s);
+  f.close_and_check();
+}
+
+TEST_CASE("HttpClient: a request that gets no byte back is ended by the no-progress timeout",
+          "[http][failures]") {
+  ScriptedServer server([](const Received&) {
+    Reply r;
+    r.action = Reply::Action::Hang;
+    return r;
+  });
+  HttpTimeouts timeouts;
+  timeouts.no_progress_seconds = 1;
+  timeouts.transfer_ms = 0;  // no cap on the whole exchange: only the bytes not moving end it
+  Fixture f(timeouts);
+  const auto started = std::chrono::steady_clock::now();
+  const auto r = f.get(server.url("/api/purchase-order?page=1"));
+  const auto took = std::chrono::steady_clock::now() - started;
+  CHECK(r.curl_code == CURLE_OPERATION_TIMEDOUT);
+  CHECK(r.connected);
+  CHECK(r.bytes_received == 0);
+  CHECK(took >= 900ms);
+  CHECK(took < 4s);
+  f.close_and_check();
+}
+
+TEST_CASE("HttpClient: an answer whose bytes keep moving is not cut, however long it takes", "[http]") {
+  ScriptedServer server([](const Received&) {
+    Reply r;
+    r.action = Reply::Action::Trickle;
+    r.body = std::string(20, 'x');
+    r.trickle = 100ms;  // 10 bytes a second for 2 s, twice the no-progress timeout
+    return r;
+  });
+  HttpTimeouts timeouts;
+  timeouts.no_progress_seconds = 1;
+  Fixture f(timeouts);
+  const auto r = f.get(server.url("/api/item-master?page=1"));
+  CHECK(r.curl_code == CURLE_OK);
+  CHECK(r.status == 200);
+  CHECK(r.body == std::string(20, 'x'));
+  CHECK(r.total_seconds >= 1.5);
+  f.close_and_check();
+}
+
+TEST_CASE("HttpClient: a request's own timeout caps it alone; an answer cut midway says bytes came",
+          "[http][failures]") {
+  ScriptedServer server([](const Received& rq) {
+    Reply r;
+    if (rq.target == "/api/profile") {
+      r.action = Reply::Action::Stall;
+      r.body = R"({"User Email": "sync@acme.example"})";
+      r.truncate_to = 5;
+    } else {
+      r.action = Reply::Action::Trickle;  // takes about 0.6 s, longer than the probe's cap
+      r.body = "slow answer";
+      r.trickle = 50ms;
+    }
+    return r;
+  });
+  Fixture f;
+  HttpRequest probe{"GET", server.url("/api/profile"), {}, {}};
+  probe.timeout_ms = 300;
+  const auto r = f.exchange(probe);
+  CHECK(r.curl_code == CURLE_OPERATION_TIMEDOUT);
+  CHECK(r.total_seconds < 3);
+  CHECK(r.connected);
+  CHECK(r.bytes_received > 0);
+  // The same handle, reused: the next request has no cap of its own.
+  const auto slow = f.get(server.url("/api/item-master"));
+  CHECK(slow.curl_code == CURLE_OK);
+  CHECK(slow.body == "slow answer");
   f.close_and_check();
 }
 

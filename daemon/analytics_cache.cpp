@@ -286,26 +286,24 @@ struct AnalyticsCache::Impl {
     r.last_used = unix_now();
     auto shared = std::make_shared<Responder>(std::move(respond));
     if (!d.upstream || link_down()) return from_copy(key, std::optional<bool>(false), shared);
-    fetch(key, [this, key, shared](std::optional<HttpResponse> fresh, std::optional<bool> link) {
+    fetch(key, [this, key, shared](std::optional<HttpResponse> fresh) {
       if (fresh) return (*shared)(std::move(*fresh));
-      from_copy(key, link, shared);
+      from_copy(key, std::nullopt, shared);
     });
   }
 
-  // Fetches a key upstream; `done` gets the answer to give (nullopt: the stored copy must answer) and what
-  // the attempt said about the link.
-  void fetch(const std::string& key,
-             std::function<void(std::optional<HttpResponse>, std::optional<bool>)> done) {
+  // Fetches a key upstream; `done` gets the answer to give (nullopt: the stored copy must answer, and says
+  // what the link monitor makes of the link: one failed fetch does not decide that).
+  void fetch(const std::string& key, std::function<void(std::optional<HttpResponse>)> done) {
     const Recent entry = recent.at(key);
     ++outstanding;
     d.upstream->call("GET", entry.upstream_path, "",
                      [this, key, entry, done = std::move(done)](sync::ApiResult r) {
-                       const auto link = sync::link_state_after(r.kind);
                        const auto outcome = upstream_outcome(r.kind, r.status, r.code);
                        if (outcome == UpstreamOutcome::UseCache) {
                          spdlog::debug("analytics cache: {} failed upstream ({} {}); the stored copy answers",
                                        entry.upstream_path, r.status, r.message);
-                         done(std::nullopt, link);
+                         done(std::nullopt);
                          return release();
                        }
                        const auto type = r.response.header("content-type").value_or("application/json");
@@ -322,7 +320,7 @@ struct AnalyticsCache::Impl {
                          out.set_header("X-Knosc-Syncd-Data-Age", "0");
                          out.set_header("X-Knosc-Syncd-Upstream", "online");
                        }
-                       done(std::move(out), link);
+                       done(std::move(out));
                        release();
                      });
   }
@@ -407,7 +405,7 @@ struct AnalyticsCache::Impl {
       entry.refreshing = true;
       ++refreshes_in_flight;
       const std::string key = item.first;
-      fetch(key, [this, key](std::optional<HttpResponse>, std::optional<bool>) {
+      fetch(key, [this, key](std::optional<HttpResponse>) {
         --refreshes_in_flight;
         if (auto it = recent.find(key); it != recent.end()) it->second.refreshing = false;
       });

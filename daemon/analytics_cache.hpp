@@ -108,7 +108,7 @@ struct AnalyticsCacheDeps {
   ReplicaReaders* readers = nullptr;
   sync::LoopInbox* inbox = nullptr;
   sync::UpstreamSession* upstream = nullptr;    // the service account's session
-  std::function<std::optional<bool>()> online;  // the link to Knosc as the puller sees it
+  std::function<std::optional<bool>()> online;  // the link to Knosc (sync::LinkMonitor)
 };
 
 class AnalyticsCache {

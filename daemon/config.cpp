@@ -117,6 +117,9 @@ Config load_config(const std::string& path) {
         r.integer("no_progress_timeout_seconds", 1, 3600).value_or(c.no_progress_timeout_seconds);
     c.transfer_timeout_seconds =
         r.integer("transfer_timeout_seconds", 0, 24 * 3600).value_or(c.transfer_timeout_seconds);
+    c.probe_idle_seconds = r.integer("probe_idle_seconds", 1, 3600).value_or(c.probe_idle_seconds);
+    c.probe_interval_seconds = r.integer("probe_interval_seconds", 1, 60).value_or(c.probe_interval_seconds);
+    c.probe_timeout_seconds = r.integer("probe_timeout_seconds", 1, 60).value_or(c.probe_timeout_seconds);
     r.reject_unknown();
   } else {
     throw ConfigError(path + ": the [upstream] table is required");

@@ -31,6 +31,12 @@ struct Config {
   int connect_timeout_seconds = 5;
   int no_progress_timeout_seconds = 10;
   int transfer_timeout_seconds = 0;
+  // The link's probe (sync/link_state.hpp): while online, once nothing was answered for probe_idle_seconds;
+  // while offline or in doubt, every probe_interval_seconds; each gets probe_timeout_seconds to answer. A
+  // hang is reported offline within probe_idle + probe_timeout (8 s), a return within probe_interval (2 s).
+  int probe_idle_seconds = 5;
+  int probe_interval_seconds = 2;
+  int probe_timeout_seconds = 3;
 
   // [storage]
   std::string state_dir;

@@ -906,12 +906,13 @@ struct LoopbackApi::Impl {
     auto s = d.auth->session_for(req);
     if (auto* refusal = std::get_if<HttpResponse>(&s)) return respond(std::move(*refusal));
     if (what == "status") {
-      const auto online = d.online ? d.online() : std::nullopt;
+      const auto link = d.link ? d.link() : sync::LinkReport{};
       const std::string base = base_url();
       const auto push = d.push_status ? std::optional<sync::PushStatus>(d.push_status()) : std::nullopt;
-      return read(std::move(respond), [online, base, push](replica::Replica& rep) {
+      return read(std::move(respond), [link, base, push](replica::Replica& rep) {
         auto body = status_json(rep.status(), true);
-        body["online"] = online.value_or(false);
+        body["online"] = link.status == sync::LinkStatus::Online;
+        body["upstream"] = upstream_json(link);
         body["loopback_base"] = base;
         if (push) body["push"] = push_json(*push);
         return json_response(200, body);
@@ -1074,17 +1075,15 @@ struct LoopbackApi::Impl {
 
   // Prometheus text format (https://prometheus.io/docs/instrumenting/exposition_formats/).
   void metrics(Responder respond) {
-    const auto online = d.online ? d.online() : std::nullopt;
+    const auto link = d.link ? d.link() : sync::LinkReport{};
     auto answered_now = answered;
     const auto sessions = d.auth->active_sessions();
     const auto push = d.push_status ? std::optional<sync::PushStatus>(d.push_status()) : std::nullopt;
     const auto cached = cache.stats();
-    read(std::move(respond), [online, answered_now, sessions, push, cached](replica::Replica& rep) {
+    read(std::move(respond), [link, answered_now, sessions, push, cached](replica::Replica& rep) {
       const auto st = rep.status();
       std::ostringstream o;
-      o << "# HELP knosc_syncd_upstream_online Whether Knosc answered the last request (1) or not (0).\n"
-        << "# TYPE knosc_syncd_upstream_online gauge\n"
-        << "knosc_syncd_upstream_online " << (online.value_or(false) ? 1 : 0) << "\n";
+      o << upstream_metrics(link);
       o << "# HELP knosc_syncd_replica_rows Rows mirrored per resource.\n# TYPE knosc_syncd_replica_rows "
            "gauge\n";
       for (const auto& r : st.resources)

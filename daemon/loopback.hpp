@@ -22,6 +22,7 @@
 #include "daemon/replica_readers.hpp"
 #include "replica/writer.hpp"
 #include "schema/catalog.hpp"
+#include "sync/link_state.hpp"
 #include "sync/loop_inbox.hpp"
 #include "sync/puller.hpp"
 #include "sync/pusher.hpp"
@@ -37,7 +38,8 @@ struct LoopbackDeps {
   ReplicaReaders* readers = nullptr;
   sync::LoopInbox* inbox = nullptr;
   LocalAuth* auth = nullptr;
-  std::function<std::optional<bool>()> online;                // the link to Knosc as the puller sees it
+  std::function<std::optional<bool>()> online;                // the link to Knosc (sync::LinkMonitor)
+  std::function<sync::LinkReport()> link;                     // the same with since when and why
   std::function<std::vector<sync::PullProgress>()> progress;  // live pass progress
   sync::UpstreamSession* upstream = nullptr;                  // the service account's session, for changes
   std::function<void(const std::string&)> trigger_pull;       // start a pass of a resource now

@@ -20,6 +20,7 @@
 #include "replica/migrations.hpp"
 #include "replica/writer.hpp"
 #include "sync/http_client.hpp"
+#include "sync/link_monitor.hpp"
 #include "sync/loop_inbox.hpp"
 #include "sync/puller.hpp"
 #include "sync/pusher.hpp"
@@ -68,6 +69,7 @@ struct Runtime {
   std::unique_ptr<sync::LoopInbox> inbox;
   std::unique_ptr<sync::HttpClient> http;
   std::unique_ptr<sync::UpstreamSession> session;
+  std::unique_ptr<sync::LinkMonitor> link;
   std::unique_ptr<sync::Puller> puller;
   std::unique_ptr<sync::Pusher> pusher;
   std::unique_ptr<ReplicaReaders> readers;
@@ -94,6 +96,7 @@ void begin_shutdown(Runtime& rt, const char* why) {
   sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
   uv_signal_stop(&rt.sigterm);
   uv_signal_stop(&rt.sigint);
+  rt.link->stop();  // no probes while stopping; the link is not reported back to anyone any more
   // Order: the loopback stops accepting and answers what it has (tools get their replies); the job forwarder
   // and the analytics cache wait for their upstream calls (an upload Knosc accepted is recorded as such, so a
   // restart never sends it again); local auth closes its upstream checks; the puller stops issuing work and
@@ -132,7 +135,7 @@ void print_progress(Runtime& rt, bool final_line) {
     if (p.running && !p.first_pass_done && current.size() < 60)
       current += (current.empty() ? "" : ", ") + p.resource;
   }
-  const auto online = rt.puller->online();
+  const auto online = rt.link->online();
   std::fprintf(stderr, "\r\033[Kfirst sync: %zu/%zu resources complete, %lld rows listed%s%s%s", done,
                items.size(), static_cast<long long>(rows), current.empty() ? "" : " - now: ", current.c_str(),
                online && !*online ? " (upstream unreachable, retrying)" : "");
@@ -177,7 +180,8 @@ int run_daemon(const Config& config) {
     for (const char* suffix : {"", "-wal", "-shm"})
       ::chmod((config.replica_path() + suffix).c_str(), 0600);
     rep->set_state("started_at", std::to_string(unix_now()));
-    rep->set_state("online", "false");
+    // Until the monitor has asked Knosc, the link is unknown: never what the previous run last saw.
+    sync::record_link(*rep, sync::LinkReport{});
     rt.changes = std::make_shared<replica::ChangeFeed>(schema::Catalog::builtin());
     rt.writer = std::make_unique<replica::ReplicaWriter>(std::move(rep), rt.changes);
   } catch (const std::exception& e) {
@@ -194,6 +198,17 @@ int run_daemon(const Config& config) {
   timeouts.transfer_ms = config.transfer_timeout_seconds * 1000L;
   rt.http = std::make_unique<sync::HttpClient>(&rt.loop, tls, timeouts);
   rt.session = std::make_unique<sync::UpstreamSession>(*rt.http, config.base_url, creds);
+  {
+    sync::LinkTuning tuning;
+    tuning.idle_probe = std::chrono::seconds(config.probe_idle_seconds);
+    tuning.probe_interval = std::chrono::seconds(config.probe_interval_seconds);
+    tuning.probe_timeout = std::chrono::seconds(config.probe_timeout_seconds);
+    rt.link = std::make_unique<sync::LinkMonitor>(&rt.loop, *rt.http, *rt.writer, *rt.inbox, config.base_url,
+                                                  tuning);
+  }
+  auto* link = rt.link.get();
+  // Every exchange of the service account's session tells the monitor something about the link.
+  rt.session->set_observer([link](const sync::HttpResponse& r) { link->observe(r); });
   rt.puller = std::make_unique<sync::Puller>(&rt.loop, *rt.session, *rt.writer, *rt.inbox,
                                              schema::Catalog::builtin(), config.pull);
   try {
@@ -212,7 +227,7 @@ int run_daemon(const Config& config) {
   auth_options.offline_login_ttl_seconds = config.offline_login_ttl_seconds;
   auto* puller = rt.puller.get();
   rt.auth = std::make_unique<LocalAuth>(&rt.loop, auth_options, *rt.writer, *rt.inbox,
-                                        [puller] { return puller->online(); });
+                                        [link] { return link->online(); });
   LoopbackDeps deps;
   deps.loop = &rt.loop;
   deps.config = &config;
@@ -222,7 +237,8 @@ int run_daemon(const Config& config) {
   deps.inbox = rt.inbox.get();
   deps.auth = rt.auth.get();
   deps.changes = rt.changes.get();
-  deps.online = [puller] { return puller->online(); };
+  deps.online = [link] { return link->online(); };
+  deps.link = [link] { return link->report(); };
   deps.progress = [puller] { return puller->progress(); };
   deps.upstream = rt.session.get();
   deps.trigger_pull = [puller](const std::string& resource) { puller->trigger(resource); };
@@ -322,6 +338,7 @@ int run_daemon(const Config& config) {
 
   spdlog::info("knosc-syncd {} started: upstream {}, replica {}", KNOSC_VERSION, config.base_url,
                config.replica_path());
+  rt.link->start();
   rt.puller->start();
   rt.pusher->start();
   rt.auth->start([] {});
@@ -338,6 +355,7 @@ int run_daemon(const Config& config) {
   rt.pusher.reset();
   rt.puller.reset();
   rt.session.reset();
+  rt.link.reset();
   rt.http.reset();
   rt.inbox.reset();
   uv_run(&rt.loop, UV_RUN_DEFAULT);  // let the close callbacks of destroyed objects run

@@ -18,6 +18,12 @@ std::string ago(std::int64_t now, std::int64_t then) {
   return std::to_string(s / 86400) + " days ago";
 }
 
+// What a report says of the link: a stopped daemon cannot vouch for it, whatever it last recorded.
+sync::LinkReport link_of(const replica::ReplicaStatus& status, bool running) {
+  if (!running) return {sync::LinkStatus::Unknown, std::nullopt, "knosc-syncd is not running"};
+  return sync::link_report_from_state(status.state);
+}
+
 }  // namespace
 
 std::string iso8601_utc(std::int64_t unix_seconds) {
@@ -31,9 +37,9 @@ std::string iso8601_utc(std::int64_t unix_seconds) {
 
 nlohmann::ordered_json status_json(const replica::ReplicaStatus& status, bool running) {
   nlohmann::ordered_json out;
-  auto online = status.state.find("online");
-  // A stopped daemon cannot vouch for the link, whatever it last recorded.
-  out["online"] = running && online != status.state.end() && online->second == "true";
+  const auto link = link_of(status, running);
+  out["online"] = link.status == sync::LinkStatus::Online;
+  out["upstream"] = upstream_json(link);
   out["running"] = running;
   auto loopback = status.state.find("loopback_base");
   out["loopback_base"] = running && loopback != status.state.end() ? nlohmann::ordered_json(loopback->second)
@@ -74,10 +80,14 @@ nlohmann::ordered_json status_json(const replica::ReplicaStatus& status, bool ru
 
 std::string status_text(const replica::ReplicaStatus& status, bool running, std::int64_t now) {
   std::ostringstream o;
-  auto online = status.state.find("online");
   o << "knosc-syncd: " << (running ? "running" : "not running");
-  if (running && online != status.state.end())
-    o << ", upstream " << (online->second == "true" ? "online" : "OFFLINE");
+  if (running) {
+    const auto link = link_of(status, running);
+    o << ", upstream "
+      << (link.status == sync::LinkStatus::Offline ? "OFFLINE" : std::string(sync::to_string(link.status)));
+    if (link.since) o << " since " << iso8601_utc(*link.since) << " (" << ago(now, *link.since) << ")";
+    if (!link.reason.empty()) o << ": " << link.reason;
+  }
   o << "\n\n";
   char line[256];
   std::snprintf(line, sizeof line, "%-24s %9s  %-22s %s\n", "RESOURCE", "ROWS", "LAST COMPLETE PASS",
@@ -101,6 +111,28 @@ std::string status_text(const replica::ReplicaStatus& status, bool running, std:
                   last.c_str());
     o << line << state << "\n";
   }
+  return o.str();
+}
+
+nlohmann::ordered_json upstream_json(const sync::LinkReport& link) {
+  nlohmann::ordered_json out;
+  out["state"] = std::string(sync::to_string(link.status));
+  out["since"] = optional_time(link.since);
+  out["reason"] = link.reason;
+  return out;
+}
+
+std::string upstream_metrics(const sync::LinkReport& link) {
+  std::ostringstream o;
+  o << "# HELP knosc_syncd_upstream_online Whether the link to Knosc is up (1) or not (0: down, or not known "
+       "yet).\n"
+    << "# TYPE knosc_syncd_upstream_online gauge\n"
+    << "knosc_syncd_upstream_online " << (link.status == sync::LinkStatus::Online ? 1 : 0) << "\n";
+  if (link.since)
+    o << "# HELP knosc_syncd_upstream_state_since_timestamp_seconds When the link to Knosc last changed "
+         "state.\n"
+      << "# TYPE knosc_syncd_upstream_state_since_timestamp_seconds gauge\n"
+      << "knosc_syncd_upstream_state_since_timestamp_seconds " << *link.since << "\n";
   return o.str();
 }
 

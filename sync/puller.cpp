@@ -237,24 +237,6 @@ void Puller::writer_done() {
   maybe_stopped();
 }
 
-void Puller::note_link(const ApiResult& r) {
-  auto state = link_state_after(r.kind);
-  if (!state || state == online_) return;
-  online_ = state;
-  spdlog::info("upstream is {}", *state ? "reachable (online)" : "unreachable (offline)");
-  const std::string value = *state ? "true" : "false";
-  const std::string since = std::to_string(unix_now());
-  to_writer([this, value, since](replica::Replica& rep) {
-    try {
-      rep.set_state("online", value);
-      rep.set_state("online_changed_at", since);
-    } catch (const std::exception& e) {
-      spdlog::error("replica: could not record connectivity: {}", e.what());
-    }
-    inbox_.post([this] { writer_done(); });
-  });
-}
-
 // One pass ------------------------------------------------------------------------------------------------
 
 void Puller::start_pass(Task& t) {
@@ -312,7 +294,6 @@ void Puller::fetch_page(Task& t) {
     session_.call("GET", path, "", [this, &t, alive](ApiResult r) {
       if (!*alive) return;
       release_slot();
-      note_link(r);
       if (stopping_) return;
       const auto d = classify(r.kind, r.status, r.code, t.res->not_found_code);
       if (d != Disposition::Success) {
@@ -459,7 +440,6 @@ void Puller::check_deletions(Task& t) {
             session_.call("GET", path, "", [this, &t, c, alive, not_found, parent, settle](ApiResult reply) {
               if (!*alive) return;
               release_slot();
-              note_link(reply);
               const auto d = classify(reply.kind, reply.status, reply.code, not_found);
               if (d == Disposition::NotFound) {
                 settle(true, nullptr);
@@ -540,7 +520,6 @@ void Puller::fetch_nested(Task& t) {
                 "GET", t.res->route() + "/" + replica::to_string(id), "", [this, &t, id, alive](ApiResult r) {
                   if (!*alive) return;
                   release_slot();
-                  note_link(r);
                   const auto d = classify(r.kind, r.status, r.code, t.res->not_found_code);
                   if (d == Disposition::Success || d == Disposition::NotFound) {
                     t.nested_results.push_back({id, d == Disposition::Success, std::move(r.response.body)});

@@ -76,7 +76,6 @@ class Puller {
   // Starts a pass of `resource` now if it is idle (false when unknown or disabled).
   bool trigger(const std::string& resource);
 
-  std::optional<bool> online() const { return online_; }
   std::vector<PullProgress> progress() const;
   bool all_first_passes_done() const;
 
@@ -96,7 +95,6 @@ class Puller {
   void finish(Task& t);
   void fail(Task& t, Disposition d, const std::string& message,
             std::optional<std::chrono::seconds> retry_after);
-  void note_link(const ApiResult& r);
 
   void with_slot(std::function<void()> fn);
   void release_slot();
@@ -120,7 +118,6 @@ class Puller {
   std::deque<std::function<void()>> waiting_;  // requests waiting for a slot, oldest first
   bool stopping_ = false;
   std::function<void()> on_stopped_;
-  std::optional<bool> online_;
   std::optional<std::int64_t> recorded_skew_;
   std::mt19937_64 rng_;
   std::shared_ptr<bool> alive_;  // lets callbacks that outlive the puller notice it is gone

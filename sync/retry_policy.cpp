@@ -66,19 +66,4 @@ std::chrono::milliseconds backoff_delay(int attempt, double unit_random, const B
   return delay;
 }
 
-std::optional<bool> link_state_after(ApiResult::Kind kind) {
-  switch (kind) {
-    case ApiResult::Kind::Transport:
-      return false;
-    case ApiResult::Kind::Ok:
-    case ApiResult::Kind::HttpError:
-      return true;
-    case ApiResult::Kind::AuthFailed:
-      return true;  // the login request itself was answered
-    case ApiResult::Kind::LockedOut:
-      return std::nullopt;
-  }
-  return std::nullopt;
-}
-
 }  // namespace knosc::sync

@@ -39,8 +39,4 @@ struct BackoffConfig {
 std::chrono::milliseconds backoff_delay(int attempt, double unit_random, const BackoffConfig& config,
                                         std::optional<std::chrono::seconds> retry_after = std::nullopt);
 
-// Whether a result says anything about the link to Knosc: a transport failure means offline, any HTTP
-// answer means online; a call the session never sent (paused logins) says nothing.
-std::optional<bool> link_state_after(ApiResult::Kind kind);
-
 }  // namespace knosc::sync

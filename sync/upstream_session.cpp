@@ -167,6 +167,7 @@ struct UpstreamSession::Impl : std::enable_shared_from_this<UpstreamSession::Imp
   std::optional<std::time_t> last_date_time;  // and its time
   std::size_t logins = 0;
   std::size_t refreshes = 0;
+  std::function<void(const HttpResponse&)> observer;
 
   Impl(HttpClient& h, std::string b, UpstreamCredentials c, Clock k)
       : http(h), base(std::move(b)), creds(std::move(c)), clock(std::move(k)) {
@@ -249,6 +250,7 @@ struct UpstreamSession::Impl : std::enable_shared_from_this<UpstreamSession::Imp
       }
       if (last_date_time) skew = seconds(*last_date_time - SysClock::to_time_t(clock()));
     }
+    if (observer) observer(r);
   }
 
   static const std::string* date_header(const HttpResponse& r) {
@@ -529,6 +531,10 @@ void UpstreamSession::call_multipart(std::string method, std::string path, Multi
   auto impl = impl_;
   impl->start(std::move(method), std::move(path), std::move(body), std::move(done),
               "multipart/form-data; boundary=" + boundary);
+}
+
+void UpstreamSession::set_observer(std::function<void(const HttpResponse&)> observer) {
+  impl_->observer = std::move(observer);
 }
 
 bool UpstreamSession::logged_in() const {

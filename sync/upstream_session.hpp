@@ -62,6 +62,10 @@ class UpstreamSession {
   void call_multipart(std::string method, std::string path, MultipartFile file,
                       std::function<void(ApiResult)> done);
 
+  // Called with the raw outcome of every exchange the session makes (calls, logins, refreshes), before the
+  // exchange is handled: the link monitor learns from each whether the link carries answers.
+  void set_observer(std::function<void(const HttpResponse&)> observer);
+
   bool logged_in() const;
   // Until this time no login is attempted (Knosc lockout with Retry-After, or backoff after refused logins);
   // calls complete at once with LockedOut.

@@ -79,14 +79,18 @@ TEST_CASE("a complete config file loads") {
   CHECK_FALSE(c.pull.resources.at("role").enabled);
   CHECK(c.verify_tls);
   CHECK(c.response_cache_mb == 32);  // the default
-  // No cap on a whole exchange by default, so a large page on a slow link is never cut while its bytes move.
+  // The link's defaults: a hang is offline within probe_idle + probe_timeout = 8 s; no cap on a whole
+  // exchange, so a large page on a slow link is never cut while its bytes move.
   CHECK(c.connect_timeout_seconds == 5);
   CHECK(c.no_progress_timeout_seconds == 10);
   CHECK(c.transfer_timeout_seconds == 0);
+  CHECK(c.probe_idle_seconds == 5);
+  CHECK(c.probe_interval_seconds == 2);
+  CHECK(c.probe_timeout_seconds == 3);
   CHECK(c.replica_path() == "/var/lib/knosc-syncd/replica.sqlite3");
 }
 
-TEST_CASE("the link's timeouts are configurable, and older files keep working") {
+TEST_CASE("the link's timeouts and probe are configurable, and older files keep working") {
   TempFiles f;
   const std::string head =
       "[upstream]\nbase_url = \"http://x/api\"\nusername = \"u\"\npassword_file = \"p\"\n";
@@ -95,8 +99,14 @@ TEST_CASE("the link's timeouts are configurable, and older files keep working") 
       f.write("old.toml", head + "connect_timeout_seconds = 10\ntransfer_timeout_seconds = 120\n" + storage));
   CHECK(old.connect_timeout_seconds == 10);
   CHECK(old.transfer_timeout_seconds == 120);
-  auto c = load_config(f.write("new.toml", head + "no_progress_timeout_seconds = 20\n" + storage));
+  auto c = load_config(f.write("new.toml", head +
+                                               "no_progress_timeout_seconds = 20\nprobe_idle_seconds = 30\n"
+                                               "probe_interval_seconds = 5\nprobe_timeout_seconds = 4\n" +
+                                               storage));
   CHECK(c.no_progress_timeout_seconds == 20);
+  CHECK(c.probe_idle_seconds == 30);
+  CHECK(c.probe_interval_seconds == 5);
+  CHECK(c.probe_timeout_seconds == 4);
 }
 
 TEST_CASE("config mistakes name the key and the line") {
@@ -150,6 +160,12 @@ TEST_CASE("config mistakes name the key and the line") {
       {"[upstream]\nbase_url = \"http://x\"\nusername = \"u\"\npassword_file = \"p\"\n"
        "no_progress_timeout_seconds = 0\n[storage]\nstate_dir = \"/s\"\n",
        ":5: upstream.no_progress_timeout_seconds must be between 1 and 3600 (got 0)"},
+      {"[upstream]\nbase_url = \"http://x\"\nusername = \"u\"\npassword_file = \"p\"\n"
+       "probe_timeout_seconds = 61\n[storage]\nstate_dir = \"/s\"\n",
+       ":5: upstream.probe_timeout_seconds must be between 1 and 60 (got 61)"},
+      {"[upstream]\nbase_url = \"http://x\"\nusername = \"u\"\npassword_file = \"p\"\n"
+       "probe_intervall_seconds = 2\n[storage]\nstate_dir = \"/s\"\n",
+       ":5: unknown key upstream.probe_intervall_seconds"},
   };
   for (const auto& c : cases) {
     INFO(c.text);

@@ -71,10 +71,3 @@ TEST_CASE("backoff grows exponentially, is capped, jittered within bounds and ho
   CHECK(backoff_delay(3, 0.7, no_jitter).count() == 400);
   CHECK(backoff_delay(30, 0.7, no_jitter).count() == 1000);
 }
-
-TEST_CASE("link state follows whether an HTTP answer arrived") {
-  CHECK(link_state_after(Kind::Transport) == std::optional<bool>(false));
-  CHECK(link_state_after(Kind::Ok) == std::optional<bool>(true));
-  CHECK(link_state_after(Kind::HttpError) == std::optional<bool>(true));
-  CHECK_FALSE(link_state_after(Kind::LockedOut).has_value());
-}

@@ -16,6 +16,7 @@ namespace {
 
 using knosc::sync::ApiResult;
 using knosc::sync::HttpClient;
+using knosc::sync::HttpResponse;
 using knosc::sync::HttpTimeouts;
 using knosc::sync::TlsOptions;
 using knosc::sync::UpstreamCredentials;
@@ -413,6 +414,16 @@ TEST_CASE("UpstreamSession: logs in once, then calls carry the session cookie", 
   CHECK(creds["password"] == h.knosc.password);
   CHECK(h.knosc.log[1].cookies().at("access_token_cookie") == "acc-1");
   CHECK_FALSE(h.knosc.log[1].cookies().count("refresh_token_cookie"));
+}
+
+TEST_CASE("UpstreamSession: the observer sees every exchange, logins included", "[session]") {
+  Harness h;
+  std::vector<std::string> seen;
+  h.session->set_observer([&](const HttpResponse& r) { seen.push_back(std::to_string(r.status)); });
+  REQUIRE(h.call("GET", "/purchase-order").ok());
+  REQUIRE(h.call("GET", "/item-master").ok());
+  CHECK(seen.size() == h.knosc.log.size());  // the login, then both calls
+  CHECK(seen == std::vector<std::string>{"200", "200", "200"});
 }
 
 TEST_CASE("UpstreamSession: the CSRF header goes on writes only", "[session]") {

@@ -754,6 +754,13 @@ void Jobs::start() {
 void Jobs::stop(std::function<void()> done) {
   impl_->stop(std::move(done));
 }
+
+void Jobs::link_returned() {
+  if (impl_->retry_waits_for_link) impl_->next_send_at = Impl::Clock::now();
+  impl_->next_poll.clear();
+  impl_->kick();
+}
+
 void Jobs::handle(const HttpRequest& request, const LocalSession& session, Responder respond) {
   impl_->handle(request, session, std::move(respond));
 }

@@ -138,6 +138,9 @@ class Jobs {
   // Sends nothing new; `done` runs once the send or polls in flight have come back and their results are
   // committed (an upload Knosc accepted is recorded as forwarded, so it is never sent twice by a restart).
   void stop(std::function<void()> done);
+  // The link came back (sync::LinkMonitor::on_link_back): an upload waiting after a transport failure goes
+  // now, and forwarded jobs are polled now.
+  void link_returned();
 
   // GET /api/job, GET and POST /api/job/{trigger}. The session is authenticated and, for POST, its CSRF
   // header checked by the caller.

@@ -271,6 +271,12 @@ int run_daemon(const Config& config) {
                                       rt.session.get(), deps.online, deps.trigger_pull, config.pull.backoff});
   rt.analytics = std::make_unique<AnalyticsCache>(AnalyticsCacheDeps{
       &rt.loop, rt.writer.get(), rt.readers.get(), rt.inbox.get(), rt.session.get(), deps.online});
+  // When the link comes back, whatever backed off during the outage tries again at once.
+  link->on_link_back([puller, pusher, jobs = rt.jobs.get()] {
+    puller->link_returned();
+    pusher->link_returned();
+    jobs->link_returned();
+  });
   deps.jobs = rt.jobs.get();
   deps.analytics = rt.analytics.get();
   rt.loopback = std::make_unique<LoopbackApi>(deps);

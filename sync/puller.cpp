@@ -8,6 +8,7 @@
 #include <ctime>
 
 #include "replica/list_page.hpp"
+#include "sync/link_state.hpp"
 
 namespace knosc::sync {
 namespace {
@@ -64,6 +65,7 @@ struct Puller::Task {
   Phase phase = Phase::Idle;
   Clock::time_point due{};
   int failures = 0;
+  std::optional<Clock::time_point> server_not_before;  // a Retry-After Knosc named for the last failure
   replica::PassCursor cursor;
   bool first_pass_done = false;
   int pages = 0;
@@ -125,6 +127,21 @@ void Puller::start() {
   // Every resource is due at once on start: a restart resumes interrupted passes and catches up.
   for (auto& t : tasks_)
     t->due = Clock::now();
+  kick();
+}
+
+void Puller::link_returned() {
+  if (stopping_) return;
+  const auto now = Clock::now();
+  for (auto& t : tasks_) {
+    if (t->phase != Phase::Idle) continue;
+    std::optional<std::chrono::milliseconds> server_left;
+    if (t->server_not_before)
+      server_left = std::chrono::ceil<std::chrono::milliseconds>(*t->server_not_before - now);
+    // failures > 0: the wait is a backoff; otherwise it is the normal schedule (also after a 403).
+    t->due = now + wait_after_link_return(std::chrono::ceil<std::chrono::milliseconds>(t->due - now),
+                                          t->failures > 0, server_left);
+  }
   kick();
 }
 
@@ -631,6 +648,8 @@ void Puller::fail(Task& t, Disposition d, const std::string& message,
     t.failures += 1;
     std::uniform_real_distribution<double> unit(0.0, 1.0);
     wait = backoff_delay(t.failures, unit(rng_), options_.backoff, retry_after);
+    t.server_not_before.reset();
+    if (retry_after) t.server_not_before = Clock::now() + *retry_after;
     spdlog::warn("{}: {} ({}; try {} again in {} ms)", t.res->name, message, to_string(d), t.failures + 1,
                  wait.count());
   }

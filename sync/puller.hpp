@@ -76,6 +76,9 @@ class Puller {
   // Starts a pass of `resource` now if it is idle (false when unknown or disabled).
   bool trigger(const std::string& resource);
 
+  // The link came back (LinkMonitor::on_link_back): passes that back off after failures start now.
+  void link_returned();
+
   std::vector<PullProgress> progress() const;
   bool all_first_passes_done() const;
 

@@ -12,6 +12,7 @@
 #include "conflict/record_merge.hpp"
 #include "replica/outbox.hpp"
 #include "replica/record_view.hpp"
+#include "sync/link_state.hpp"
 #include "sync/push_shape.hpp"
 #include "sync/record_fetch.hpp"
 
@@ -113,6 +114,9 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
   std::map<std::string, std::int64_t> held;  // the last choice's hold reasons, for the status
   bool stalled = false;
   std::string last_error;
+  // The unix time before which Knosc asked (Retry-After) not to be sent an entry again; a link coming back
+  // cuts every backoff short but this.
+  std::map<std::int64_t, std::int64_t> server_not_before;
   static constexpr std::size_t kChunk = 2000;
 
   Impl(uv_loop_t* l, UpstreamSession& s, replica::ReplicaWriter& w, LoopInbox& i, const schema::Catalog& c,
@@ -196,7 +200,8 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
     const bool is_online = online ? online().value_or(true) : true;
     sample_queue(is_online);
     if (!all_loaded && entries.size() < kChunk / 2) load_more();
-    if (!is_online) return arm(5000);  // the puller notices when the link is back; look again soon anyway
+    // link_returned() wakes the pusher the moment the link is back; until then the watchdog's samples go on.
+    if (!is_online) return arm(5000);
 
     std::vector<conflict::OutboxItem> items;
     items.reserve(entries.size());
@@ -566,6 +571,8 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
     const auto next = unix_now() + std::max<std::int64_t>(
                                        1, std::chrono::duration_cast<std::chrono::seconds>(delay).count());
     const bool unknown = outcome_unknown || e.outcome_unknown;
+    server_not_before.erase(seq);
+    if (r.retry_after) server_not_before[seq] = unix_now() + r.retry_after->count();
     last_error = r.message.empty() ? ("HTTP " + std::to_string(r.status)) : r.message;
     spdlog::warn("push: outbox entry {} ({} {}) failed ({}); try {} in {} ms", seq, e.method, e.path,
                  last_error, attempts + 1, delay.count());
@@ -771,6 +778,24 @@ void Pusher::queued(std::int64_t seq) {
 
 void Pusher::kick() {
   impl_->schedule();
+}
+
+void Pusher::link_returned() {
+  auto& d = *impl_;
+  if (d.stopping) return;
+  using std::chrono::seconds;
+  const auto now = unix_now();
+  // In memory only: the entry's next attempt records its own outcome and next time.
+  for (auto& [seq, e] : d.entries) {
+    if (e.state != "queued" || !e.next_attempt_at || *e.next_attempt_at <= now) continue;
+    std::optional<std::chrono::milliseconds> server_left;
+    if (auto it = d.server_not_before.find(seq); it != d.server_not_before.end())
+      server_left = seconds(it->second - now);
+    const auto wait = wait_after_link_return(seconds(*e.next_attempt_at - now), true, server_left);
+    e.next_attempt_at = now + std::chrono::ceil<seconds>(wait).count();
+  }
+  std::erase_if(d.server_not_before, [&](const auto& kv) { return !d.entries.contains(kv.first); });
+  d.arm(0);
 }
 
 bool Pusher::busy() const {

@@ -79,6 +79,8 @@ class Pusher {
   // Something changed: an entry was queued (its seq), the link came back, a person settled a conflict.
   void queued(std::int64_t seq);
   void kick();
+  // The link came back (LinkMonitor::on_link_back): entries that back off after failures are tried now.
+  void link_returned();
   // True while entries wait to be sent: the loopback then queues new changes behind them.
   bool busy() const;
   PushStatus status() const;

@@ -116,7 +116,8 @@ class Daemon:
     """knosc-syncd run --config, with its own state directory and config file."""
 
     def __init__(self, sim: Sim, workdir: Optional[str] = None, password: str = "sync-password",
-                 username: str = "sync@acme.example", sync: Optional[dict] = None, extra_toml: str = ""):
+                 username: str = "sync@acme.example", sync: Optional[dict] = None, extra_toml: str = "",
+                 upstream: Optional[dict] = None):
         self.sim = sim
         self.workdir = workdir or tempfile.mkdtemp(prefix="knosc-syncd-")
         os.makedirs(self.workdir, exist_ok=True)
@@ -129,10 +130,13 @@ class Daemon:
             fh.write(password + "\n")
         settings = {"interval_seconds": 3600, "page_size": 200, "backoff_base_ms": 200, "backoff_cap_ms": 2000}
         settings.update(sync or {})
+        timeouts = {"connect_timeout_seconds": 2, "transfer_timeout_seconds": 20}
+        timeouts.update(upstream or {})
         lines = ["[upstream]", f'base_url = "{sim.base}"', f'username = "{username}"',
-                 f'password_file = "{self.password_path}"', "connect_timeout_seconds = 2",
-                 "transfer_timeout_seconds = 20", "", "[storage]", f'state_dir = "{self.state_dir}"', "",
-                 "[loopback]", 'host = "127.0.0.1"', "port = 0", "", "[sync]"]
+                 f'password_file = "{self.password_path}"']
+        lines += [f"{k} = {json.dumps(v)}" for k, v in timeouts.items()]
+        lines += ["", "[storage]", f'state_dir = "{self.state_dir}"', "",
+                  "[loopback]", 'host = "127.0.0.1"', "port = 0", "", "[sync]"]
         for k, v in settings.items():
             lines.append(f"{k} = {json.dumps(v)}")
         with open(self.config_path, "w", encoding="utf-8") as fh:

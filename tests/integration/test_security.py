@@ -235,13 +235,15 @@ def test_the_outbox_and_conflicts_show_and_settle_only_what_a_user_may(env):
         wait_until(lambda: d.status()["online"] is False, 30, "the daemon to notice the outage")
         assert sync.put(f"{base}/warehouse-master/{wh01['id']}", json={"Warehouse Name": "Local one"}).ok
         assert admin.put(f"{base}/warehouse-master/{wh02['id']}", json={"Warehouse Name": "Local two"}).ok
+        # Meanwhile in Knosc, before the daemon sees the link again, the same field of both.
+        with d.frozen():
+            sim.post("/_sim/online")
+            writer, r = login(sim.base, "admin@acme.example", "admin-password")
+            assert r.ok
+            assert writer.put(f"{sim.base}/warehouse-master/{wh01['id']}", json={"Warehouse Name": "Remote one"}).ok
+            assert writer.put(f"{sim.base}/warehouse-master/{wh02['id']}", json={"Warehouse Name": "Remote two"}).ok
     finally:
         sim.post("/_sim/online")
-    # Meanwhile in Knosc, the same field of both.
-    writer, r = login(sim.base, "admin@acme.example", "admin-password")
-    assert r.ok
-    assert writer.put(f"{sim.base}/warehouse-master/{wh01['id']}", json={"Warehouse Name": "Remote one"}).ok
-    assert writer.put(f"{sim.base}/warehouse-master/{wh02['id']}", json={"Warehouse Name": "Remote two"}).ok
 
     def listed(tool, what):
         r = tool.get(f"{syncd(base)}/{what}")

@@ -15,7 +15,9 @@
 
 #include "daemon/multipart.hpp"
 #include "daemon/status_report.hpp"
+#include "daemon/upload_rows.hpp"
 #include "daemon/upstream_answer.hpp"
+#include "replica/record_lookup.hpp"
 
 namespace knosc::daemon {
 
@@ -55,6 +57,18 @@ OJson failed_status(const std::string& message) {
   return OJson{{"status", "failed"},
                {"rows_processed", 0},
                {"errors", OJson::array({OJson{{"row", 0}, {"message", message}}})},
+               {"completed_at", iso8601_utc(unix_now())}};
+}
+
+// An upload refused here because rows lie outside the uploader's granular filters (or the file cannot be
+// checked), in the shape of upstream's failed jobs: Knosc fails a job with bad rows the same way.
+OJson refused_status(const std::vector<UploadRowError>& errors) {
+  OJson list = OJson::array();
+  for (const auto& e : errors)
+    list.push_back(OJson{{"row", e.row}, {"message", e.message}});
+  return OJson{{"status", "failed"},
+               {"rows_processed", 0},
+               {"errors", std::move(list)},
                {"completed_at", iso8601_utc(unix_now())}};
 }
 
@@ -398,15 +412,73 @@ struct Jobs::Impl {
     rec.local_user = session.username;
     rec.created_at = unix_now();
     auto shared = std::make_shared<Responder>(std::move(respond));
+    if (!trigger.takes_file || session.privileges.granular.empty())
+      return store(std::move(rec), file, std::move(file_name), std::move(content_type), {}, shared);
+    // The service account sends the file and sees every row, so a role's granular filters are applied here,
+    // to every row, before anything is stored. A reader thread does it: reading a large workbook takes a
+    // while (the loop keeps serving), and the records the rows name are looked up in the replica.
+    const bool xlsx = content_type == kXlsxType;
+    d.readers->post([this, rec = std::move(rec), file, file_name = std::move(file_name),
+                     content_type = std::move(content_type), shared, xlsx,
+                     filters = session.privileges.granular](replica::Replica& rep) mutable {
+      std::vector<UploadRowError> outside;
+      try {
+        // The trigger's lists whose records one column names (PO List Number, Forecast List Number, ...).
+        std::vector<const schema::Resource*> keyed;
+        NamedRecords named;
+        for (auto name : find_job_trigger(rec.trigger)->resources) {
+          const schema::Resource* res = rep.catalog().find(name);
+          if (!res || res->business_key.size() != 1) continue;
+          keyed.push_back(res);
+          named.columns.push_back(res->business_key.front());
+        }
+        replica::ReplicaLookup lookup(rep);
+        named.outside = [&](const std::string& column, const std::string& value) {
+          for (const auto* res : keyed) {
+            if (res->business_key.front() != column) continue;
+            for (const auto& record : lookup.find(*res, column, nlohmann::json(value), 16))
+              if (!record_within(filters, record)) return true;
+          }
+          return false;
+        };
+        outside = upload_rows_outside(*file, xlsx, filters, named);
+      } catch (const std::exception& e) {
+        spdlog::error("jobs: checking an upload of {} failed: {}", rec.trigger, e.what());
+        outside = {{0, "The file could not be checked against your role's granular filters."}};
+      }
+      d.inbox->post([this, rec = std::move(rec), file, file_name = std::move(file_name),
+                     content_type = std::move(content_type), shared, outside = std::move(outside)]() mutable {
+        store(std::move(rec), file, std::move(file_name), std::move(content_type), std::move(outside),
+              shared);
+      });
+    });
+  }
+
+  // Commits an upload, then answers as Knosc does. An upload with rows outside the uploader's granular
+  // filters is recorded as a job that failed here, with those rows as its errors, and without its file: it is
+  // never sent, and the tool learns which rows to fix by polling, as it would from Knosc.
+  void store(JobRecord rec, std::shared_ptr<std::string> file, std::string file_name,
+             std::string content_type, std::vector<UploadRowError> outside,
+             std::shared_ptr<Responder> shared) {
+    if (!outside.empty()) {
+      rec.state = JobState::Failed;
+      rec.upstream_status = refused_status(outside);
+      spdlog::warn(
+          "jobs: {} uploaded {} with {} row(s) outside their granular filters (first: row {}: {}); "
+          "not sent",
+          rec.local_user, rec.trigger, outside.size(), outside.front().row, outside.front().message);
+      file->clear();
+    }
     d.writer->post([this, rec, file, file_name, content_type, shared](replica::Replica& rep) mutable {
       std::optional<std::int64_t> seq;
       try {
         SQLite::Transaction tx(rep.db());
         const std::int64_t next = rep.db().execAndGet("SELECT COALESCE(MAX(seq), 0) + 1 FROM job").getInt64();
-        SQLite::Statement ins(rep.db(),
-                              "INSERT INTO job (job_id, trigger, file_name, content_type, file, local_user, "
-                              "created_at, state, updated_at, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-                              "'queued', ?7, ?8)");
+        SQLite::Statement ins(
+            rep.db(),
+            "INSERT INTO job (job_id, trigger, file_name, content_type, file, local_user, "
+            "created_at, state, updated_at, seq, upstream_status) VALUES (?1, ?2, ?3, ?4, ?5, "
+            "?6, ?7, ?9, ?7, ?8, ?10)");
         ins.bind(1, rec.job_id);
         ins.bind(2, rec.trigger);
         if (file->empty()) {
@@ -421,6 +493,12 @@ struct Jobs::Impl {
         ins.bind(6, rec.local_user);
         ins.bind(7, rec.created_at);
         ins.bind(8, next);
+        ins.bind(9, std::string(to_string(rec.state)));
+        if (rec.upstream_status.is_null()) {
+          ins.bind(10);
+        } else {
+          ins.bind(10, rec.upstream_status.dump());
+        }
         ins.exec();
         if (!file->empty()) {
           // Only the last upload of a trigger can be downloaded; earlier ones already sent need no file.
@@ -443,6 +521,8 @@ struct Jobs::Impl {
         rec.seq = *seq;
         spdlog::info("jobs: {} uploaded {} ({} bytes) as {}", rec.local_user, rec.trigger, bytes, rec.job_id);
         const bool upload = find_job_trigger(rec.trigger)->takes_file;
+        // Knosc's answer, also for an upload refused here: Knosc too answers "queued" and fails the job
+        // later.
         OJson body{{"message", upload ? "File uploaded. Processing started." : "Job started."},
                    {"job_id", rec.job_id},
                    {"status", "queued"}};

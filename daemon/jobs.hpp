@@ -10,6 +10,10 @@
 // until it has been forwarded, then upstream's last known status, errors included), and GET
 // /api/job/{trigger} downloads the last file uploaded for that trigger.
 //
+// Knosc sees only the service account, so the daemon applies a role's granular filters to uploads itself: an
+// upload from a role with granular filters is read row by row first (daemon/upload_rows.hpp); rows outside
+// the filters fail the job here with those rows as its errors, and it is never sent (docs/LOOPBACK_API.md).
+//
 // Ownership and threads: owned by the daemon; every member runs on the uv loop thread. The table is written
 // through the ReplicaWriter and read by ReplicaReaders; answers come back through the LoopInbox. The jobs'
 // metadata (not their files) are also held in memory, so polling never waits for the database.

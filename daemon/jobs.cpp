@@ -181,6 +181,16 @@ std::chrono::milliseconds poll_delay(std::chrono::seconds since_forwarded) {
   return std::clamp<std::chrono::milliseconds>(tenth, std::chrono::seconds(1), std::chrono::seconds(30));
 }
 
+bool same_local_user(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+bool may_see_job(const LocalSession& session, const JobRecord& job) {
+  return session.privileges.is_administrator() || same_local_user(session.username, job.local_user);
+}
+
 OJson job_view(const JobRecord& job) {
   OJson out{{"trigger", job.trigger}, {"job_id", job.job_id},     {"status", "queued"},
             {"rows_processed", 0},    {"errors", OJson::array()}, {"completed_at", OJson()}};
@@ -336,7 +346,7 @@ struct Jobs::Impl {
     const std::string module(trigger->module);
     if (req.method == "GET") {
       if (!session.privileges.allows(module, Access::View)) return respond(not_privileged());
-      return download(*trigger, std::move(respond));
+      return download(*trigger, session, std::move(respond));
     }
     if (req.method != "POST") return respond(route_not_found());
     if (!session.privileges.allows(module, Access::Edit)) return respond(not_privileged());
@@ -362,7 +372,9 @@ struct Jobs::Impl {
       const auto id = w["job_id"].get<std::string>();
       const JobRecord* job = find(id);
       const auto trig = w.find("trigger");
-      if (!job || (trig != w.end() && !trig->is_null() && *trig != nlohmann::json(job->trigger)))
+      // Another user's job does not exist for this one, as Knosc answers for records a role cannot see.
+      if (!job || !may_see_job(session, *job) ||
+          (trig != w.end() && !trig->is_null() && *trig != nlohmann::json(job->trigger)))
         return HttpResponse::knosc_error(400, "Job " + id + " not found.", "Job.NotFound");
       const JobTrigger* t = find_job_trigger(job->trigger);
       if (!t || !session.privileges.allows(std::string(t->module), Access::View)) return not_privileged();
@@ -501,12 +513,15 @@ struct Jobs::Impl {
         }
         ins.exec();
         if (!file->empty()) {
-          // Only the last upload of a trigger can be downloaded; earlier ones already sent need no file.
-          SQLite::Statement clear(rep.db(),
-                                  "UPDATE job SET file = NULL WHERE trigger = ?1 AND job_id != ?2 AND "
-                                  "state != 'queued' AND file IS NOT NULL");
+          // Only a user's last upload of a trigger can be downloaded (by that user); earlier ones already
+          // sent need no file.
+          SQLite::Statement clear(
+              rep.db(),
+              "UPDATE job SET file = NULL WHERE trigger = ?1 AND job_id != ?2 AND "
+              "local_user = ?3 COLLATE NOCASE AND state != 'queued' AND file IS NOT NULL");
           clear.bind(1, rec.trigger);
           clear.bind(2, rec.job_id);
+          clear.bind(3, rec.local_user);
           clear.exec();
         }
         tx.commit();
@@ -533,19 +548,26 @@ struct Jobs::Impl {
     });
   }
 
-  // GET /api/job/{trigger}: the last file uploaded here; without one, Knosc's (another client's upload).
-  void download(const JobTrigger& trigger, Responder respond) {
+  // GET /api/job/{trigger}: the caller's own last upload of the trigger (an administrator's: anyone's), never
+  // another user's file, whose rows may lie outside the caller's granular filters. Without one stored here,
+  // an administrator gets Knosc's last file (any client's upload); other users get Job.NotFound, since
+  // Knosc's file may be anyone's.
+  void download(const JobTrigger& trigger, const LocalSession& session, Responder respond) {
     auto shared = std::make_shared<Responder>(std::move(respond));
     const std::string name(trigger.name);
-    d.readers->post([this, shared, name](replica::Replica& rep) {
+    const bool admin = session.privileges.is_administrator();
+    const std::string user = session.username;
+    d.readers->post([this, shared, name, admin, user](replica::Replica& rep) {
       std::optional<HttpResponse> found;
       bool failed = false;
       try {
         SQLite::Statement q(
             rep.db(),
             "SELECT file, file_name, content_type FROM job WHERE trigger = ?1 AND file IS NOT "
-            "NULL ORDER BY seq DESC LIMIT 1");
+            "NULL AND (?2 OR local_user = ?3 COLLATE NOCASE) ORDER BY seq DESC LIMIT 1");
         q.bind(1, name);
+        q.bind(2, admin ? 1 : 0);
+        q.bind(3, user);
         if (q.executeStep()) {
           HttpResponse r;
           r.status = 200;
@@ -559,13 +581,13 @@ struct Jobs::Impl {
         spdlog::error("jobs: reading the last file of {} failed: {}", name, e.what());
         failed = true;
       }
-      d.inbox->post([this, shared, name, found = std::move(found), failed]() mutable {
+      d.inbox->post([this, shared, name, admin, found = std::move(found), failed]() mutable {
         if (failed)
           return (*shared)(HttpResponse::knosc_error(500, "Internal Server Error", "Server.InternalError"));
         if (found) return (*shared)(std::move(*found));
         auto none =
             HttpResponse::knosc_error(400, "No file has been uploaded for " + name + ".", "Job.NotFound");
-        if (!d.upstream || link_down()) return (*shared)(std::move(none));
+        if (!admin || !d.upstream || link_down()) return (*shared)(std::move(none));
         d.upstream->call("GET", "/job/" + name, "", [shared, none](sync::ApiResult r) mutable {
           if (r.kind != sync::ApiResult::Kind::Ok && r.kind != sync::ApiResult::Kind::HttpError)
             return (*shared)(std::move(none));
@@ -803,12 +825,13 @@ struct Jobs::Impl {
         }
         st.bind(8, unix_now());
         st.exec();
-        // A sent upload keeps its file only while it is the last one of its trigger (for the download).
+        // A sent upload keeps its file only while it is its user's last file of the trigger (for the
+        // download).
         SQLite::Statement clear(
             rep.db(),
             "UPDATE job SET file = NULL WHERE job_id = ?1 AND state != 'queued' AND EXISTS "
-            "(SELECT 1 FROM job AS later WHERE later.trigger = job.trigger AND later.seq > "
-            "job.seq)");
+            "(SELECT 1 FROM job AS later WHERE later.trigger = job.trigger AND later.local_user = "
+            "job.local_user COLLATE NOCASE AND later.seq > job.seq AND later.file IS NOT NULL)");
         clear.bind(1, rec.job_id);
         clear.exec();
         tx.commit();

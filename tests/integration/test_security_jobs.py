@@ -1,7 +1,8 @@
 """Jobs keep users apart although Knosc only ever sees the daemon's service account (which sees every row).
 
 An attacker with a local session is knosc-sim's wh1 (Edit on every module, a granular filter limiting rows to
-warehouse WH-01). Each test is one attack on the jobs routes: an upload whose rows name another warehouse."""
+warehouse WH-01) or the view-only viewer. Each test is one attack on the jobs routes: an upload whose rows name
+another warehouse, a download of another user's last file, a poll of another user's job."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from openpyxl import Workbook
 
 from harness import Daemon, Sim, wait_until
-from test_jobs import csv_bytes, finished, login, upload
+from test_jobs import csv_bytes, finished, login, poll, upload
 
 INVENTORY = ["Item Number", "Warehouse Number", "Inventory Quantity"]
 
@@ -152,3 +153,82 @@ def test_a_role_without_granular_filters_uploads_as_before(env):
     assert finished(admin, base, "inventory", job)["status"] == "completed"
     assert uploads_received(sim, "inventory") == before + 1
     assert knosc_quantity(sim, other) == 777
+
+
+def test_a_download_hands_each_user_only_their_own_last_file(env):
+    sim, d, base = env
+    admin = login(base, "admin@acme.example", "admin-password")
+    wh1 = login(base, "wh1@acme.example", "wh1-password")
+    viewer = login(base, "viewer@acme.example", "viewer-password")
+    header = ["Forecast Number", "Warehouse Number", "Item Number"]
+    admins_file = csv_bytes(header, [("FC-SEC-A", "WH-02", "X")])
+    job = upload(admin, base, "forecast", admins_file, "admin-forecast.csv")
+    finished(admin, base, "forecast", job)
+
+    def download(tool):
+        return tool.get(base + "/job/forecast")
+
+    # Another user's file (rows of WH-02) is not theirs to read: not wh1's, not the viewer's.
+    for tool in (wh1, viewer):
+        r = download(tool)
+        assert r.status_code == 400 and r.json() == {"Message": "No file has been uploaded for forecast.",
+                                                     "Code": "Job.NotFound"}, r.content[:200]
+    assert download(admin).content == admins_file
+
+    # wh1's own upload is theirs; the administrator gets the last file of anyone.
+    wh1s_file = csv_bytes(header, [("FC-SEC-B", "WH-01", "X")])
+    finished(wh1, base, "forecast", upload(wh1, base, "forecast", wh1s_file, "wh1-forecast.csv"))
+    assert download(wh1).content == wh1s_file
+    assert download(admin).content == wh1s_file
+    admins_second = csv_bytes(header, [("FC-SEC-C", "WH-03", "X")])
+    finished(admin, base, "forecast", upload(admin, base, "forecast", admins_second, "admin-2.csv"))
+    assert download(wh1).content == wh1s_file  # still their own, although a later upload exists
+    assert download(admin).content == admins_second
+    assert download(viewer).status_code == 400
+
+
+def test_knoscs_last_file_is_handed_to_administrators_only(env):
+    sim, d, base = env
+    # A file uploaded to Knosc by another client, never through the daemon.
+    direct = login(sim.base, "admin@acme.example", "admin-password")
+    knoscs_file = csv_bytes(["Item Number", "Supplier Number", "Allocation Percentage"], [("X", "Y", 1)])
+    r = direct.post(sim.base + "/job/supplier-allocation", files={"file": ("direct.csv", knoscs_file)})
+    assert r.status_code == 200, r.text
+    wh1 = login(base, "wh1@acme.example", "wh1-password")
+    viewer = login(base, "viewer@acme.example", "viewer-password")
+    admin = login(base, "admin@acme.example", "admin-password")
+    for tool in (wh1, viewer):
+        r = tool.get(base + "/job/supplier-allocation")
+        assert r.status_code == 400 and r.json()["Code"] == "Job.NotFound"
+    r = admin.get(base + "/job/supplier-allocation")
+    assert r.status_code == 200 and r.content == knoscs_file
+
+
+def test_a_poll_answers_only_for_the_users_own_jobs(env):
+    sim, d, base = env
+    admin = login(base, "admin@acme.example", "admin-password")
+    wh1 = login(base, "wh1@acme.example", "wh1-password")
+    viewer = login(base, "viewer@acme.example", "viewer-password")
+    units = ["Unit Code", "Unit Name"]
+    admins_job = upload(admin, base, "unit-master", csv_bytes(units, [("SECU", "Security unit")]), "u.csv")
+    wh1s_job = upload(wh1, base, "unit-master", csv_bytes(units, [("SECW", "wh1's unit")]), "w.csv")
+    finished(admin, base, "unit-master", admins_job)
+    finished(wh1, base, "unit-master", wh1s_job)
+
+    def ask(tool, *ids):
+        return tool.get(base + "/job", params={"jobs": json.dumps([{"trigger": "unit-master", "job_id": i} for i in ids])})
+
+    for tool, job in ((wh1, admins_job), (viewer, admins_job), (viewer, wh1s_job)):
+        r = ask(tool, job)
+        assert r.status_code == 400 and r.json() == {"Message": f"Job {job} not found.", "Code": "Job.NotFound"}, r.text
+    r = ask(wh1, wh1s_job, admins_job)  # one foreign id among the user's own: as an unknown one
+    assert r.status_code == 400 and r.json()["Code"] == "Job.NotFound"
+    # Knosc's own id of the job is no way around it.
+    with d.db() as con:
+        upstream_id = con.execute("SELECT upstream_job_id FROM job WHERE job_id = ?", (admins_job,)).fetchone()[0]
+    assert upstream_id
+    assert ask(wh1, upstream_id).status_code == 400
+
+    assert poll(wh1, base, "unit-master", wh1s_job)["status"] == "completed"
+    assert poll(admin, base, "unit-master", wh1s_job)["status"] == "completed"  # administrators see all
+    assert poll(admin, base, "unit-master", admins_job)["status"] == "completed"

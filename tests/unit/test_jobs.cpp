@@ -1,7 +1,7 @@
-// Upload jobs: the import order, the forwarder's choice of the next upload, the local view of a job, the rows
-// of an upload checked against a role's granular filters (CSV and XLSX, read as Knosc reads them), and the
-// multipart body the forwarder sends upstream (built, parsed back, and sent through UpstreamSession to a fake
-// Knosc on the test's own loop).
+// Upload jobs: the import order, the forwarder's choice of the next upload, the local view of a job, who may
+// poll a job, the rows of an upload checked against a role's granular filters (CSV and XLSX, read as Knosc
+// reads them), and the multipart body the forwarder sends upstream (built, parsed back, and sent through
+// UpstreamSession to a fake Knosc on the test's own loop).
 
 #include <zlib.h>
 
@@ -373,6 +373,22 @@ TEST_CASE("Jobs: UpstreamSession sends a multipart upload with the session's coo
   CHECK(server_closed);
   CHECK(http_closed);
   CHECK(uv_loop_close(&loop) == 0);
+}
+
+TEST_CASE("Jobs: a user polls their own jobs; administrators poll everyone's", "[jobs]") {
+  using knosc::daemon::may_see_job;
+  JobRecord job;
+  job.local_user = "wh1@acme.example";
+  knosc::daemon::LocalSession wh1, other, admin;
+  wh1.username = "WH1@Acme.example";  // as typed at this login: usernames ignore ASCII case
+  other.username = "viewer@acme.example";
+  admin.username = "admin@acme.example";
+  admin.privileges.role_name = "Administrator";
+  CHECK(may_see_job(wh1, job));
+  CHECK_FALSE(may_see_job(other, job));
+  CHECK(may_see_job(admin, job));
+  other.privileges.role_name = "Superuser";
+  CHECK(may_see_job(other, job));
 }
 
 TEST_CASE("Upload rows: CSV rows outside a granular filter, read as Python's csv module reads them",

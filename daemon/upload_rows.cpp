@@ -427,9 +427,18 @@ Error unpack(std::string_view d, const ZipEntry& e, std::string& out) {
 // --- XML -------------------------------------------------------------------------------------------------
 
 struct XmlAttr {
-  std::string_view name;  // local name (without a namespace prefix)
+  std::string_view name;  // as written, prefix included: "r" is not "x:r", as in namespace-aware readers
   std::string value;      // references decoded
 };
+
+// SpreadsheetML's namespace, transitional and strict: the elements openpyxl reads as rows, cells and shared
+// strings wherever they are in a part.
+constexpr std::string_view kMainNs = "http://schemas.openxmlformats.org/spreadsheetml/2006/main";
+constexpr std::string_view kStrictNs = "http://purl.oclc.org/ooxml/spreadsheetml/main";
+
+bool main_ns(std::string_view uri) {
+  return uri == kMainNs || uri == kStrictNs;
+}
 
 std::string_view local_name(std::string_view qname) {
   const auto colon = qname.rfind(':');
@@ -503,9 +512,9 @@ Error decode_text(std::string_view raw, std::string& out) {
 }
 
 // A well-formedness-checking reader of the XML that SpreadsheetML parts are: UTF-8, no DTD, elements,
-// attributes, text, CDATA, comments and processing instructions. Elements are reported by local name; the
-// handler keeps its own view of nesting. `Handler` has start(name, attrs) -> Error, end(name) -> Error and
-// text(std::string_view) -> Error.
+// attributes, text, CDATA, comments and processing instructions, namespaces. Elements are reported by local
+// name and namespace; the handler keeps its own view of nesting. `Handler` has start(name, ns, attrs) ->
+// Error, end(name) -> Error and text(std::string_view) -> Error.
 template <typename Handler>
 Error parse_xml(std::string_view doc, Handler& h) {
   if (doc.substr(0, 3) == "\xEF\xBB\xBF") doc.remove_prefix(3);
@@ -537,6 +546,16 @@ Error parse_xml(std::string_view doc, Handler& h) {
     p = end + 2;
   }
   std::vector<std::string_view> open;  // qualified names of the open elements
+  struct Binding {
+    std::string_view prefix;  // empty: the default namespace
+    std::string uri;
+    std::size_t depth;  // of the element that declares it
+  };
+  std::vector<Binding> bindings;
+  const auto unbind = [&] {
+    while (!bindings.empty() && bindings.back().depth > open.size())
+      bindings.pop_back();
+  };
   bool root_seen = false;
   std::string text;
   std::vector<XmlAttr> attrs;
@@ -581,6 +600,7 @@ Error parse_xml(std::string_view doc, Handler& h) {
         return fail("mismatched tags");
       ++p;
       open.pop_back();
+      unbind();
       if (auto e = h.end(local_name(name))) return e;
     } else {
       ++p;
@@ -624,15 +644,32 @@ Error parse_xml(std::string_view doc, Handler& h) {
         if (std::find(qnames.begin(), qnames.end(), qname) != qnames.end())
           return fail("a repeated attribute");
         qnames.push_back(qname);
-        XmlAttr a{local_name(qname), {}};
+        XmlAttr a{qname, {}};
         if (auto e = decode_text(raw_value, a.value)) return e;
         attrs.push_back(std::move(a));
         p = vend + 1;
       }
       root_seen = true;
       if (open.size() >= kMaxXmlDepth) return fail("elements nested too deeply");
-      if (auto e = h.start(local_name(name), attrs)) return e;
+      const std::size_t depth = open.size() + 1;
+      for (const auto& a : attrs) {
+        if (a.name == "xmlns") bindings.push_back({{}, a.value, depth});
+        if (a.name.substr(0, 6) == "xmlns:") bindings.push_back({a.name.substr(6), a.value, depth});
+      }
+      const auto colon = name.find(':');
+      if (colon != std::string_view::npos && name.find(':', colon + 1) != std::string_view::npos)
+        return fail("a bad element name");
+      const std::string_view prefix =
+          colon == std::string_view::npos ? std::string_view() : name.substr(0, colon);
+      const Binding* bound = nullptr;
+      for (auto b = bindings.rbegin(); b != bindings.rend() && !bound; ++b)
+        if (b->prefix == prefix) bound = &*b;
+      if (!bound && !prefix.empty()) return fail("an undeclared namespace prefix");
+      if (auto e =
+              h.start(local_name(name), bound ? std::string_view(bound->uri) : std::string_view(), attrs))
+        return e;
       if (closed) {
+        unbind();  // the element's own declarations end with it
         if (auto e = h.end(local_name(name))) return e;
       } else {
         open.push_back(name);
@@ -699,10 +736,17 @@ class RichText {
 // Finds a part's root element and, for the shared-string table (<sst>), reads its strings.
 class PartReader {
  public:
-  Error start(std::string_view name, const std::vector<XmlAttr>&) {
+  Error start(std::string_view name, std::string_view ns, const std::vector<XmlAttr>&) {
     const std::string_view parent = path_.empty() ? std::string_view() : path_.back();
     path_.push_back(name);
     if (path_.size() == 1) root_ = std::string(name);
+    // openpyxl reads SpreadsheetML rows and strings wherever they are in the part it takes for a sheet or the
+    // string table (the workbook's relationships say which): in any other part they are refused, so no part
+    // holds rows this check did not read.
+    if (main_ns(ns) && root_ != "worksheet" && (name == "sheetData" || name == "row" || name == "c"))
+      return std::string("cells outside a worksheet");
+    if (main_ns(ns) && root_ != "sst" && name == "si")
+      return std::string("a shared string outside the string table");
     if (root_ != "sst") return std::nullopt;
     if (name == "si") {
       if (path_.size() != 2) return std::string("a shared string outside the string table");
@@ -764,12 +808,15 @@ class SheetReader {
     row_.sheet = part;
   }
 
-  Error start(std::string_view name, const std::vector<XmlAttr>& attrs) {
+  Error start(std::string_view name, std::string_view ns, const std::vector<XmlAttr>& attrs) {
     const std::string_view parent = path_.empty() ? std::string_view() : path_.back();
     path_.push_back(name);
     const std::size_t depth = path_.size();
     const bool in_data = depth >= 3 && path_[1] == "sheetData";
-    if ((name == "row" || name == "c") && !in_data) return std::string("a row outside the sheet data");
+    // openpyxl reads a SpreadsheetML row or cell at any depth (even one nested in another cell).
+    if (main_ns(ns) &&
+        ((name == "row" && !(in_data && depth == 3)) || (name == "c" && !(in_data && depth == 4))))
+      return std::string("a row or cell outside its place in the sheet data");
     if (!in_data) return std::nullopt;
     if (depth == 3) {
       if (name != "row") return std::string("an unknown element in the sheet data");

@@ -537,6 +537,38 @@ TEST_CASE("Upload rows: XLSX with shared strings, rich text and every spelling o
       R"(<row r="1"><c r="B1" t="s"><v>0</v></c></row></sheetData><cols><row r="2"/></cols><sheetData>)"));
 }
 
+TEST_CASE("Upload rows: SpreadsheetML rows wherever openpyxl would read them", "[jobs][upload_rows]") {
+  const std::string header =
+      R"(<row r="1"><c r="A1" t="inlineStr"><is><t>Warehouse Number</t></is></c></row>)";
+  const auto sheet = [&](const std::string& rows) {
+    return zip_of({{"xl/worksheets/sheet1.xml", sheet_xml(rows)}});
+  };
+  // An attribute is known by its name as written: "x:r" is not "r", so this cell is in column A (openpyxl
+  // counts it after the row's last cell), under the header.
+  CHECK(rows_of(xlsx_outside(sheet(header + R"(<row r="2"><c xmlns:x="urn:x" x:r="B2" t="inlineStr">)"
+                                            R"(<is><t>WH-02</t></is></c></row>)"))) ==
+        std::vector<std::int64_t>{2});
+  // A row nested in a cell, or SpreadsheetML rows or strings in a part that is no worksheet or string table
+  // (a workbook's relationships may still name it so): openpyxl would read them; refused.
+  CHECK(unreadable(xlsx_outside(sheet(header + R"(<row r="2"><c r="A2"><row r="3"><c r="A3" t="inlineStr">)"
+                                               R"(<is><t>WH-02</t></is></c></row></c></row>)"))));
+  const std::string rows_elsewhere = "<notes " + kMain + "><sheetData>" + header + "</sheetData></notes>";
+  CHECK(unreadable(xlsx_outside(
+      zip_of({{"xl/worksheets/sheet1.xml", sheet_xml(header)}, {"xl/notes.xml", rows_elsewhere}}))));
+  const std::string strings_elsewhere = "<notes " + kMain + "><si><t>WH-02</t></si></notes>";
+  CHECK(unreadable(xlsx_outside(
+      zip_of({{"xl/worksheets/sheet1.xml", sheet_xml(header)}, {"xl/notes.xml", strings_elsewhere}}))));
+  CHECK(unreadable(
+      xlsx_outside(zip_of({{"xl/worksheets/sheet1.xml", sheet_xml(header + "<row r=\"2\"><y:c/></row>")}}))));
+  // Rows of another namespace, as a drawing anchors a picture, are no cells.
+  const std::string drawing =
+      R"(<xdr:wsDr xmlns:xdr="http://schemas.openxmlformats.org/drawingml/2006/spreadsheetDrawing">)"
+      R"(<xdr:oneCellAnchor><xdr:from><xdr:col>0</xdr:col><xdr:row>1</xdr:row></xdr:from></xdr:oneCellAnchor></xdr:wsDr>)";
+  CHECK(xlsx_outside(
+            zip_of({{"xl/worksheets/sheet1.xml", sheet_xml(header)}, {"xl/drawings/drawing1.xml", drawing}}))
+            .empty());
+}
+
 TEST_CASE("Upload rows: workbooks that cannot be read exactly are refused whole", "[jobs][upload_rows]") {
   const std::string rows = R"(<row r="1"><c r="A1" t="inlineStr"><is><t>Warehouse Number</t></is></c></row>)"
                            R"(<row r="2"><c r="A2" t="inlineStr"><is><t>WH-01</t></is></c></row>)";

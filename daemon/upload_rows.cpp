@@ -786,10 +786,11 @@ bool parse_cell_ref(std::string_view ref, std::int64_t& col, std::int64_t& row) 
   col = 0;
   const std::size_t letters = i;
   while (i < ref.size() && ((ref[i] >= 'A' && ref[i] <= 'Z') || (ref[i] >= 'a' && ref[i] <= 'z'))) {
+    if (i - letters == 3) return false;  // column ZZZ at most, as openpyxl reads references
     col = col * 26 + (lower_ascii(ref[i]) - 'a' + 1);
     ++i;
   }
-  if (i == letters || i - letters > 3) return false;
+  if (i == letters) return false;
   if (i < ref.size() && ref[i] == '$') ++i;
   const std::string_view digits = ref.substr(i);
   if (!all_digits(digits)) return false;

@@ -525,11 +525,12 @@ TEST_CASE("Upload rows: XLSX with shared strings, rich text and every spelling o
   };
   CHECK(refused(
       R"(<row r="1"><c r="B1" t="s"><v>0</v></c></row><row r="1"><c r="B1" t="s"><v>1</v></c></row>)"));
-  CHECK(refused(R"(<row r="1"><c r="B2" t="s"><v>0</v></c></row>)"));   // a cell of another row
-  CHECK(refused(R"(<row r="2"><c r="B2" t="s"><v>0</v></c></row>)"));   // no header in row 1
-  CHECK(refused(R"(<row r="1"><c r="B1" t="s"><v>9</v></c></row>)"));   // no such shared string
-  CHECK(refused(R"(<row r="1"><c r="B1" t="s"><v> 0</v></c></row>)"));  // a lenient index
-  CHECK(refused(R"(<row r="1"><c r="B1" t="x"><v>0</v></c></row>)"));   // an unknown type
+  CHECK(refused(R"(<row r="1"><c r="B2" t="s"><v>0</v></c></row>)"));                // a cell of another row
+  CHECK(refused(R"(<row r="1"><c r="AAAAAAAAAAAAAAB1" t="s"><v>0</v></c></row>)"));  // beyond column ZZZ
+  CHECK(refused(R"(<row r="2"><c r="B2" t="s"><v>0</v></c></row>)"));                // no header in row 1
+  CHECK(refused(R"(<row r="1"><c r="B1" t="s"><v>9</v></c></row>)"));                // no such shared string
+  CHECK(refused(R"(<row r="1"><c r="B1" t="s"><v> 0</v></c></row>)"));               // a lenient index
+  CHECK(refused(R"(<row r="1"><c r="B1" t="x"><v>0</v></c></row>)"));                // an unknown type
   CHECK(refused(R"(<row r="1"><c r="B1" t="inlineStr"><is><t>Ware<b/>house</t></is></c></row>)"));
   CHECK(refused(R"(<row r="1"><c r="B1" t="s"><v>0</v><v>1</v></c></row>)"));
   CHECK(refused(R"(<row r="1"><c r="B1" t="s"><v>0</v></c></row><row r="2"><c r="B2">&unknown;</c></row>)"));

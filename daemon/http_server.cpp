@@ -106,7 +106,7 @@ bool header_is_sendable(std::string_view name, std::string_view value) {
 
 bool server_owned_header(std::string_view name) {
   return iequals(name, "content-length") || iequals(name, "connection") || iequals(name, "date") ||
-         iequals(name, "transfer-encoding");
+         iequals(name, "transfer-encoding") || iequals(name, "x-content-type-options");
 }
 
 // The Date header's text, made again only when the second changes (the loop thread answers many requests a
@@ -160,6 +160,8 @@ SerializedResponse serialize_response(HttpResponse& response, bool head, bool cl
   h += "Date: ";
   h += current_http_date();
   h += "\r\n";
+  // Every answer, the server's own errors included: a browser must never sniff a body into HTML or script.
+  h += "X-Content-Type-Options: nosniff\r\n";
   // 204 and 304 carry no body and, per RFC 9110, no Content-Length describing one.
   const bool bodiless_status = response.status == 204 || response.status == 304;
   if (!bodiless_status) {

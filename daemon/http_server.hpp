@@ -44,7 +44,8 @@ struct HttpRequest {
 struct HttpResponse {
   int status = 200;
   // Content-Length, Date and Connection are the server's to set (any given here are dropped), because they
-  // depend on the connection's framing, not on the route.
+  // depend on the connection's framing, not on the route. So is X-Content-Type-Options: every answer says
+  // "nosniff", so a browser never runs a JSON or text body as a script or page.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   // When set, sent instead of `body`: a body shared with a cache of answers, written to the socket from

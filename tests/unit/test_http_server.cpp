@@ -145,6 +145,16 @@ struct Reply {
     }
     return std::nullopt;
   }
+  std::size_t header_count(const std::string& name) const {
+    std::size_t n = 0;
+    for (const auto& [k, v] : headers)
+      n += k == name ? 1 : 0;
+    return n;
+  }
+  // X-Content-Type-Options: nosniff, exactly once.
+  bool nosniff() const {
+    return header_count("x-content-type-options") == 1 && header("x-content-type-options") == "nosniff";
+  }
 };
 
 // A blocking TCP connection with a response reader built on http-parser in response mode.
@@ -474,6 +484,7 @@ TEST_CASE("GET and POST reach the handler with method, path, query, headers and 
   CHECK(got.has_header_prefix("Content-Length: 23"));
   CHECK(got.has_header_prefix("Date: "));
   CHECK(got.has_header_prefix("Content-Type: text/plain"));
+  CHECK(got.has_header_prefix("X-Content-Type-Options: nosniff"));
   CHECK(posted.status == 200);
   CHECK(posted.body == R"(POST /api/purchase-order {"PO List Number":"PO-1"})");
 
@@ -721,6 +732,7 @@ TEST_CASE("a body over the limit is refused with 413 and never reaches the handl
   CHECK(reply->header("content-type") == std::optional<std::string>("application/json"));
   CHECK(reply->header("connection") == std::optional<std::string>("close"));
   CHECK(json_of(*reply) == nlohmann::json{{"Message", expected_message}, {"Code", "Request.TooLarge"}});
+  CHECK(reply->nosniff());
   CHECK(closed);
   CHECK(echo.seen.empty());
   shut_down(loop, server);
@@ -789,6 +801,7 @@ TEST_CASE("headers over the limit are refused with 431", "[http_server]") {
   REQUIRE(reply);
   CHECK(reply->status == 431);
   CHECK(json_of(*reply)["Code"] == "Request.HeadersTooLarge");
+  CHECK(reply->nosniff());
   CHECK(closed);
   CHECK(echo.seen.empty());
 
@@ -849,6 +862,7 @@ TEST_CASE("malformed requests are answered 400 and the connection closed", "[htt
   CHECK(reply->status == 400);
   CHECK(json_of(*reply) ==
         nlohmann::json{{"Message", "Malformed HTTP request"}, {"Code", "Request.Malformed"}});
+  CHECK(reply->nosniff());
   CHECK(closed);
   CHECK(echo.seen.empty());
   shut_down(loop, server);
@@ -888,6 +902,7 @@ TEST_CASE("a client that does not finish its headers in time is answered 408 and
   REQUIRE(reply);
   CHECK(reply->status == 408);
   CHECK(json_of(*reply)["Code"] == "Request.Timeout");
+  CHECK(reply->nosniff());
   CHECK(closed);
   CHECK(took >= 90ms);
   CHECK(echo.seen.empty());
@@ -990,6 +1005,7 @@ TEST_CASE("requests must name a loopback Host", "[http_server]") {
     CHECK(reply->header("content-type") == std::optional<std::string>("application/json"));
     CHECK(json_of(*reply) == nlohmann::json{{"Message", "Host header must name a loopback address"},
                                             {"Code", "Request.ForbiddenHost"}});
+    CHECK(reply->nosniff());
     CHECK(echo.seen.empty());
   } else {
     CHECK(reply->status == 200);
@@ -1044,6 +1060,7 @@ TEST_CASE("connections past max_connections are answered 503 and closed", "[http
   REQUIRE(refused);
   CHECK(refused->status == 503);
   CHECK(json_of(*refused)["Code"] == "Server.Busy");
+  CHECK(refused->nosniff());
   CHECK(refused->header("connection") == std::optional<std::string>("close"));
   CHECK(refused_closed);
   REQUIRE(later);
@@ -1377,6 +1394,7 @@ TEST_CASE("handler mistakes do not stall or crash the connection", "[http_server
   CHECK(replies[0]->status == 500);
   CHECK(json_of(*replies[0])["Code"] == "Server.Internal");
   CHECK(replies[1]->status == 500);
+  CHECK(replies[1]->nosniff());
   CHECK(replies[2]->status == 200);
   CHECK(replies[2]->body == R"({"n":1})");
   CHECK(replies[3]->status == 500);
@@ -1462,6 +1480,55 @@ TEST_CASE("a shared body is sent whole to every request, small or large, and HEA
         std::optional<std::string>(std::to_string(large_text.size())));
   CHECK(replies[2]->body.empty());
   CHECK(replies[3]->body == large_text);
+  shut_down(loop, server);
+  CHECK(loop.close() == 0);
+}
+
+// ---- hardening against local clients --------------------------------------------------------------------
+
+namespace {
+
+// One request per connection, in order, from one client thread; what each got back.
+struct Exchanged {
+  std::optional<Reply> reply;
+  bool closed = false;
+};
+
+std::vector<Exchanged> exchange_each(TestLoop& loop, int port, const std::vector<std::string>& requests) {
+  std::vector<Exchanged> out(requests.size());
+  ClientThread client([&] {
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      Socket s("127.0.0.1", port);
+      s.send(requests[i]);
+      out[i].reply = s.read_response();
+      if (out[i].reply && out[i].reply->header("connection") == std::optional<std::string>("close"))
+        out[i].closed = s.wait_closed();
+    }
+  });
+  client.finish(loop, 30s);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("X-Content-Type-Options: nosniff is the server's, once, on every answer", "[http_server]") {
+  TestLoop loop;
+  HttpServer server(
+      loop.get(),
+      [](const HttpRequest& req, Responder respond) {
+        HttpResponse r;
+        r.body = "<html>";
+        if (req.path == "/sniff") r.headers = {{"X-Content-Type-Options", "sniff"}};
+        respond(std::move(r));
+      },
+      fast_limits());
+  REQUIRE(server.listen("127.0.0.1", 0) == 0);
+  const auto got = exchange_each(loop, server.bound_port(), {get("/plain"), get("/sniff")});
+  for (const auto& g : got) {
+    REQUIRE(g.reply);
+    CHECK(g.reply->status == 200);
+    CHECK(g.reply->nosniff());
+  }
   shut_down(loop, server);
   CHECK(loop.close() == 0);
 }

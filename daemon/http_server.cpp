@@ -67,6 +67,160 @@ std::optional<std::string> percent_decode(std::string_view in, bool plus_is_spac
   return out;
 }
 
+bool is_control(unsigned char c) {
+  return c < 0x20 || c == 0x7f;
+}
+
+// RFC 9110 tchar: what a header name (a token) is made of.
+bool is_tchar(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Refusals of a request head's bytes; all answered 400 Request.Malformed.
+constexpr std::string_view kNotCrlf = "Malformed HTTP request: lines must end in CRLF (bare LF or CR)";
+constexpr std::string_view kControlInRequestLine =
+    "Malformed HTTP request: control character in the request line";
+constexpr std::string_view kFoldedHeader =
+    "Malformed HTTP request: header line starting with whitespace (obs-fold)";
+constexpr std::string_view kSpaceInHeaderName =
+    "Malformed HTTP request: whitespace in a header name or before its colon";
+constexpr std::string_view kBadHeaderName = "Malformed HTTP request: invalid character in a header name";
+constexpr std::string_view kHeaderWithoutColon = "Malformed HTTP request: header line without a colon";
+constexpr std::string_view kControlInHeaderValue =
+    "Malformed HTTP request: control character in a header value";
+constexpr std::string_view kBadVersion = "Malformed HTTP request: HTTP version must be 1.1 or 1.0";
+
+// Checks the bytes of a request head (request line, header lines, empty line) where http-parser is lenient.
+// Debian builds it without HTTP_PARSER_STRICT, and then it takes a bare LF (or CR then anything) for a line
+// end, spaces inside and after header names ("Host : x" names "host "), folded header lines, whitespace
+// before the first header, tabs and form feeds in the target and DEL in header values. Any other reader of
+// the same bytes (a proxy, a log tool) may split them differently, which is how requests are smuggled past
+// checks, so these are refused instead. It only looks at bytes, one switch per byte of the head: http-parser
+// still does all the parsing, and whatever it refuses on its own is left to it.
+class HeadScanner {
+ public:
+  // Scans the next bytes of the stream until the head ends (done()) or a byte is refused (returns false and
+  // error() says why). Bytes after the head are not looked at.
+  bool scan(std::string_view data) {
+    for (char ch : data) {
+      const auto c = static_cast<unsigned char>(ch);
+      switch (state_) {
+        case State::Start:  // empty lines before a request line are allowed (RFC 9112 §2.2)
+          if (c == '\r') {
+            state_ = State::StartCR;
+          } else if (c == '\n') {
+            return fail(kNotCrlf);
+          } else if (is_control(c)) {
+            return fail(kControlInRequestLine);
+          } else {
+            state_ = State::RequestLine;
+          }
+          break;
+        case State::StartCR:
+          if (c != '\n') return fail(kNotCrlf);
+          state_ = State::Start;
+          break;
+        case State::RequestLine:
+          if (c == '\r') {
+            state_ = State::LineCR;
+          } else if (c == '\n') {
+            return fail(kNotCrlf);
+          } else if (is_control(c)) {
+            return fail(kControlInRequestLine);
+          }
+          break;
+        case State::LineCR:
+          if (c != '\n') return fail(kNotCrlf);
+          state_ = State::LineStart;
+          break;
+        case State::LineStart:
+          if (c == '\r') {
+            state_ = State::EndCR;
+          } else if (c == '\n') {
+            return fail(kNotCrlf);
+          } else if (c == ' ' || c == '\t') {
+            return fail(kFoldedHeader);
+          } else if (is_tchar(c)) {
+            state_ = State::Name;
+          } else {
+            return fail(kBadHeaderName);
+          }
+          break;
+        case State::Name:
+          if (c == ':') {
+            state_ = State::Value;
+          } else if (c == ' ' || c == '\t') {
+            return fail(kSpaceInHeaderName);
+          } else if (c == '\r' || c == '\n') {
+            return fail(kHeaderWithoutColon);
+          } else if (!is_tchar(c)) {
+            return fail(kBadHeaderName);
+          }
+          break;
+        case State::Value:
+          if (c == '\r') {
+            state_ = State::LineCR;
+          } else if (c == '\n') {
+            return fail(kNotCrlf);
+          } else if (c != '\t' && is_control(c)) {
+            return fail(kControlInHeaderValue);
+          }
+          break;
+        case State::EndCR:
+          if (c != '\n') return fail(kNotCrlf);
+          state_ = State::Done;
+          return true;
+        case State::Done:
+          return true;
+      }
+    }
+    return true;
+  }
+  bool done() const { return state_ == State::Done; }
+  std::string_view error() const { return error_; }
+  // For the next request, once http-parser has completed this one.
+  void reset() { state_ = State::Start; }
+
+ private:
+  enum class State : std::uint8_t {
+    Start,
+    StartCR,
+    RequestLine,
+    LineCR,
+    LineStart,
+    Name,
+    Value,
+    EndCR,
+    Done
+  };
+  bool fail(std::string_view why) {
+    error_ = why;
+    return false;
+  }
+  State state_ = State::Start;
+  std::string_view error_;
+};
+
 bool valid_port(std::string_view port) {
   if (port.empty() || port.size() > 5) return false;
   unsigned value = 0;
@@ -317,6 +471,10 @@ struct HttpServer::Impl {
     bool last_was_value = false;
     std::size_t header_bytes = 0;
     int parse_error_status = 0;  // set by a callback that refused the request (413, 431, 400)
+    // With parse_error_status, when the refusal has words of its own rather than the status's default.
+    std::string_view parse_error_message;
+    std::string_view parse_error_code;
+    HeadScanner head_scan;  // the current request's head, checked before http-parser reads it
     bool pending_continue = false;
     bool completed_keep_alive = true;
 
@@ -338,6 +496,7 @@ struct HttpServer::Impl {
     void process_input();
     void dispatch();
     void fail_parse(http_errno err);
+    void refuse_request(int status, std::string_view message, std::string_view code);
     void queue_server_error(int status, std::string_view message, std::string_view code);
     void flush();
     // Writes `data`, then `tail` when given (kept alive until the write completes).
@@ -499,6 +658,14 @@ int HttpServer::Impl::Connection::on_headers_complete(http_parser* p) {
   for (auto& [name, value] : req.headers)
     value = std::string(trim_ows(value));
   req.method = http_method_str(static_cast<http_method>(p->method));
+  // http-parser takes any digit for either part (HTTP/2.0, HTTP/1.7) and a request line without a version
+  // as HTTP/0.9; only the two versions this server speaks are read on.
+  if (p->http_major != 1 || p->http_minor > 1) {
+    c->parse_error_status = 400;
+    c->parse_error_message = kBadVersion;
+    c->parse_error_code = "Request.Malformed";
+    return -1;
+  }
 
   if (req.target == "*") {
     req.path = "*";  // OPTIONS * names the server, not a resource
@@ -568,6 +735,7 @@ int HttpServer::Impl::Connection::on_message_complete(http_parser* p) {
   c->headers_done = false;
   c->pending_continue = false;
   c->served_any = true;
+  c->head_scan.reset();
   // The next request gets its own header clock from its first byte.
   if (c->timer_mode != TimerMode::None) {
     uv_timer_stop(&c->timer);
@@ -652,6 +820,14 @@ void HttpServer::Impl::Connection::process_input() {
   const auto& settings = parser_settings();
   while (!closing && !stop_parsing && offset < inbuf.size() &&
          pipeline.size() < server->limits.max_pipelined) {
+    // The scanner runs just ahead of http-parser over the current request's head only: http-parser consumes
+    // every byte given unless it pauses at a message's end (after the head) or fails, so no byte is scanned
+    // twice and none of a body is scanned at all.
+    if (!head_scan.done() &&
+        !head_scan.scan(std::string_view(inbuf.data() + offset, inbuf.size() - offset))) {
+      refuse_request(400, head_scan.error(), "Request.Malformed");
+      break;
+    }
     std::size_t n = http_parser_execute(&parser, &settings, inbuf.data() + offset, inbuf.size() - offset);
     offset += n;
     http_errno err = HTTP_PARSER_ERRNO(&parser);
@@ -722,30 +898,41 @@ void HttpServer::Impl::Connection::dispatch() {
 }
 
 void HttpServer::Impl::Connection::fail_parse(http_errno err) {
-  int status = parse_error_status != 0 ? parse_error_status : (err == HPE_HEADER_OVERFLOW ? 431 : 400);
-  spdlog::debug("loopback client {}:{}: request refused with {} ({})", remote_address, remote_port, status,
-                http_errno_description(err));
-  stop_parsing = true;
-  in_message = false;
-  headers_done = false;
-  pending_continue = false;
-  // The parser cannot resynchronise after an error, so the connection closes after this answer.
+  const int status = parse_error_status != 0 ? parse_error_status : (err == HPE_HEADER_OVERFLOW ? 431 : 400);
+  if (!parse_error_message.empty()) {
+    refuse_request(status, parse_error_message, parse_error_code);
+    return;
+  }
   switch (status) {
     case 413:
-      queue_server_error(
+      refuse_request(
           413, "Request body is larger than " + std::to_string(server->limits.max_body_bytes) + " bytes",
           "Request.TooLarge");
       break;
     case 431:
-      queue_server_error(
+      refuse_request(
           431,
           "Request headers are larger than " + std::to_string(server->limits.max_header_bytes) + " bytes",
           "Request.HeadersTooLarge");
       break;
     default:
-      queue_server_error(400, "Malformed HTTP request", "Request.Malformed");
+      spdlog::debug("loopback client {}:{}: malformed request ({})", remote_address, remote_port,
+                    http_errno_description(err));
+      refuse_request(400, "Malformed HTTP request", "Request.Malformed");
       break;
   }
+}
+
+void HttpServer::Impl::Connection::refuse_request(int status, std::string_view message,
+                                                  std::string_view code) {
+  spdlog::debug("loopback client {}:{}: request refused with {}: {}", remote_address, remote_port, status,
+                message);
+  stop_parsing = true;
+  in_message = false;
+  headers_done = false;
+  pending_continue = false;
+  // The parser cannot resynchronise after an error, so the connection closes after this answer.
+  queue_server_error(status, message, code);
 }
 
 void HttpServer::Impl::Connection::queue_server_error(int status, std::string_view message,

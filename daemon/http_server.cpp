@@ -96,6 +96,44 @@ bool is_tchar(unsigned char c) {
   }
 }
 
+// Strict UTF-8 (RFC 3629): overlong forms (e.g. C0 AE for '.'), surrogates and code points past U+10FFFF
+// are refused, since a lenient decoder further on could read them as something the checks let through.
+bool valid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len = 0;
+    unsigned char lo = 0x80;  // range of the second byte (Unicode Table 3-7)
+    unsigned char hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+      len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      len = 3;
+      if (c == 0xe0) lo = 0xa0;
+      if (c == 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      len = 4;
+      if (c == 0xf0) lo = 0x90;
+      if (c == 0xf4) hi = 0x8f;
+    } else {
+      return false;
+    }
+    if (s.size() - i < len) return false;
+    const auto second = static_cast<unsigned char>(s[i + 1]);
+    if (second < lo || second > hi) return false;
+    for (std::size_t k = 2; k < len; ++k) {
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      if (b < 0x80 || b > 0xbf) return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
 // Refusals of a request head's bytes; all answered 400 Request.Malformed.
 constexpr std::string_view kNotCrlf = "Malformed HTTP request: lines must end in CRLF (bare LF or CR)";
 constexpr std::string_view kControlInRequestLine =
@@ -425,6 +463,137 @@ bool is_loopback_host(std::string_view host_header) {
   return a[0] == 127;
 }
 
+// ---- request target -------------------------------------------------------------------------------------
+
+namespace {
+
+constexpr std::string_view kInvalidPath = "Request.InvalidPath";
+constexpr std::string_view kInvalidQuery = "Request.InvalidQuery";
+
+// The percent-decoded byte at s[i] ('%' and two hex digits, which must lie before `end`), advancing i past
+// the escape; or the raw byte. nullopt for a malformed escape.
+std::optional<unsigned char> next_byte(std::string_view s, std::size_t& i, std::size_t end, bool& encoded) {
+  encoded = s[i] == '%';
+  if (!encoded) return static_cast<unsigned char>(s[i++]);
+  if (end - i < 3) return std::nullopt;
+  const int hi = hex_value(s[i + 1]);
+  const int lo = hex_value(s[i + 2]);
+  if (hi < 0 || lo < 0) return std::nullopt;
+  i += 3;
+  return static_cast<unsigned char>(hi * 16 + lo);
+}
+
+// What encode_path leaves as it is: RFC 3986 unreserved characters, ':' and '@', and the sub-delims no server
+// reads specially in a path. ';' (path parameters to Tomcat and Spring) and '+' (a space to form decoders)
+// are encoded: %3B and %2B mean the same byte to any server and cannot be misread.
+bool kept_in_path(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  switch (c) {
+    case '-':
+    case '.':
+    case '_':
+    case '~':
+    case '!':
+    case '$':
+    case '&':
+    case '\'':
+    case '(':
+    case ')':
+    case '*':
+    case ',':
+    case '=':
+    case ':':
+    case '@':
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+std::optional<TargetRefusal> parse_target_path(std::string_view raw_path,
+                                               std::vector<std::string>& segments) {
+  segments.clear();
+  auto refuse = [&](std::string_view message) {
+    segments.clear();
+    return std::optional<TargetRefusal>(TargetRefusal{kInvalidPath, message});
+  };
+  if (raw_path.empty() || raw_path.front() != '/') return refuse("Request path must begin with '/'");
+  // Only raw '/' separates segments; a final '/' ends the path without adding an empty segment.
+  std::size_t pos = 1;
+  while (pos < raw_path.size()) {
+    std::size_t end = raw_path.find('/', pos);
+    if (end == std::string_view::npos) end = raw_path.size();
+    if (end == pos) return refuse("Request path has an empty segment ('//')");
+    std::string segment;
+    segment.reserve(end - pos);
+    std::size_t i = pos;
+    while (i < end) {
+      bool encoded = false;
+      const std::optional<unsigned char> c = next_byte(raw_path, i, end, encoded);
+      if (!c) return refuse("Request path has a '%' not followed by two hex digits");
+      // An encoded NUL or line break would end or split the path wherever it meets a C string or a log line.
+      if (is_control(*c)) return refuse("Request path has a control character (raw or percent-encoded)");
+      // A separator inside a segment would be one segment here and two to a server that decodes first.
+      if (*c == '/' || (*c == '\\' && encoded))
+        return refuse("Request path has an encoded '/' or '\\' (%2F, %5C)");
+      // Some servers and file APIs take '\\' for '/'.
+      if (*c == '\\') return refuse("Request path has a '\\'");
+      segment.push_back(static_cast<char>(*c));
+    }
+    // libcurl and Knosc remove dot segments (RFC 3986 §5.2.4), so the route checked here would not be the
+    // resource reached there. Encoded ones count: a server decoding first removes them too.
+    if (segment == "." || segment == "..") return refuse("Request path has a '.' or '..' segment");
+    if (!valid_utf8(segment)) return refuse("Request path is not valid UTF-8 once percent-decoded");
+    segments.push_back(std::move(segment));
+    pos = end + 1;
+  }
+  return std::nullopt;
+}
+
+std::optional<TargetRefusal> check_target_query(std::string_view raw_query) {
+  std::string decoded;
+  decoded.reserve(raw_query.size());
+  std::size_t i = 0;
+  while (i < raw_query.size()) {
+    bool encoded = false;
+    const std::optional<unsigned char> c = next_byte(raw_query, i, raw_query.size(), encoded);
+    if (!c) return TargetRefusal{kInvalidQuery, "Query string has a '%' not followed by two hex digits"};
+    // Encoded control characters are data (a search text may hold a tab); raw ones are not URI syntax.
+    if (!encoded && is_control(*c))
+      return TargetRefusal{kInvalidQuery, "Query string has a control character"};
+    decoded.push_back(static_cast<char>(*c));
+  }
+  if (!valid_utf8(decoded))
+    return TargetRefusal{kInvalidQuery, "Query string is not valid UTF-8 once percent-decoded"};
+  return std::nullopt;
+}
+
+std::string encode_path(const std::vector<std::string>& segments) {
+  if (segments.empty()) return "/";
+  static constexpr std::string_view kHex = "0123456789ABCDEF";
+  std::string out;
+  for (const auto& segment : segments) {
+    out += '/';
+    // Validated segments are never "." or "..", but a caller may pass other values (a business number).
+    // Written plainly, libcurl would remove them (RFC 3986 §5.2.4) and reach another resource; encoded, they
+    // reach the server as the segment they are.
+    const bool dots = segment == "." || segment == "..";
+    for (char ch : segment) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (!dots && kept_in_path(c)) {
+        out += ch;
+      } else {
+        out += '%';
+        out += kHex[c >> 4];
+        out += kHex[c & 0x0f];
+      }
+    }
+  }
+  return out;
+}
+
 // ---- server
 // -------------------------------------------------------------------------------------------------
 
@@ -681,13 +850,20 @@ int HttpServer::Impl::Connection::on_headers_complete(http_parser* p) {
       if (!(url.field_set & (1U << f))) return {};
       return std::string_view(req.target).substr(url.field_data[f].off, url.field_data[f].len);
     };
-    std::optional<std::string> path = percent_decode(field(UF_PATH), false);
-    // An encoded NUL would end the path early wherever it meets a C string (SQLite, the file system).
-    if (!path || path->find('\0') != std::string::npos) {
+    // A CONNECT target names only host and port; any other request has a path, "/" when none is given.
+    std::string_view raw_path = field(UF_PATH);
+    if (raw_path.empty() && static_cast<http_method>(p->method) != HTTP_CONNECT) raw_path = "/";
+    std::optional<TargetRefusal> refusal;
+    if (!raw_path.empty()) refusal = parse_target_path(raw_path, req.segments);
+    if (!refusal) refusal = check_target_query(field(UF_QUERY));
+    if (refusal) {
       c->parse_error_status = 400;
+      c->parse_error_message = refusal->message;
+      c->parse_error_code = refusal->code;
       return -1;
     }
-    req.path = path->empty() && static_cast<http_method>(p->method) != HTTP_CONNECT ? "/" : std::move(*path);
+    // Well formed by now: parse_target_path accepted every escape.
+    req.path = percent_decode(raw_path, false).value_or(std::string());
     req.query = std::string(field(UF_QUERY));
     if (url.field_set & (1U << UF_HOST)) {
       // parse_url strips the brackets of an IPv6 literal; they are put back so it reads like a Host value.

@@ -7,7 +7,8 @@
 // reported as a hang by aborting).
 //
 // The handler answers 200. Requests whose target contains "defer" are answered later, after the loop has
-// run again and in the reverse order of their arrival, so the pipeline's reordering is exercised too.
+// run again and in the reverse order of their arrival, so the pipeline's reordering is exercised too. It
+// aborts when a request reaches it with segments other than its path's (see HttpRequest::segments).
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -73,6 +74,15 @@ struct Harness {
   }
 
   void handle(const HttpRequest& req, const Responder& respond) {
+    // A request reaching a handler has a canonical path: routes split it into the segments the server
+    // validated, and they encode back to a path that parses to the same segments.
+    if (req.path != "*") {
+      if (knosc::daemon::split_path(req.path) != req.segments) std::abort();
+      std::vector<std::string> again;
+      if (knosc::daemon::parse_target_path(knosc::daemon::encode_path(req.segments), again) ||
+          again != req.segments)
+        std::abort();
+    }
     HttpResponse res;
     // Touch what routes read, so their parsing runs on fuzzed requests too.
     auto params = req.query_params();

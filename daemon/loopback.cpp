@@ -268,7 +268,7 @@ struct LoopbackApi::Impl {
   // ------------------------------------------------------------------------------------------
   void handle(const HttpRequest& req, Responder raw_respond) {
     Responder respond = counted(std::move(raw_respond));
-    const auto seg = split_path(req.path);
+    const auto& seg = req.segments;  // the canonical parse the server checked
     const std::string& m = req.method;
 
     if (m == "GET" && req.path == "/metrics") return metrics(std::move(respond));
@@ -380,7 +380,7 @@ struct LoopbackApi::Impl {
   // spelling, the parsed body. The upstream request is rebuilt from these, never from the raw target or body.
   struct WriteRequest {
     std::string method;
-    std::vector<std::string> seg;           // "api" first, as split_path gives them
+    std::vector<std::string> seg;           // "api" first, as HttpRequest::segments holds them
     const schema::Resource* res = nullptr;  // the mirrored resource changed, null for other change routes
     std::optional<replica::RecordId> id;    // the record the path names
     OJson body;                             // null: none (a DELETE)
@@ -465,7 +465,7 @@ struct LoopbackApi::Impl {
     auto body = json_body(req, true);
     if (auto* refusal = std::get_if<HttpResponse>(&body)) return respond(std::move(*refusal));
     // The route is one of three fixed names (checked by the caller); the body goes as it was parsed.
-    const std::string path = upstream_path({split_path(req.path).at(1)});
+    const std::string path = upstream_path({req.segments.at(1)});
     auto shared = std::make_shared<Responder>(std::move(respond));
     d.upstream->call(req.method, path, std::get<OJson>(body).dump(), [shared](sync::ApiResult r) mutable {
       if (r.kind == sync::ApiResult::Kind::Transport || r.kind == sync::ApiResult::Kind::LockedOut ||

@@ -259,6 +259,11 @@ class HeadScanner {
   std::string_view error_;
 };
 
+// Time arithmetic that saturates: a limit set very large means "never", not a deadline in the past.
+std::uint64_t add_ms(std::uint64_t a, std::uint64_t b) {
+  return b > UINT64_MAX - a ? UINT64_MAX : a + b;
+}
+
 bool valid_port(std::string_view port) {
   if (port.empty() || port.size() > 5) return false;
   unsigned value = 0;
@@ -620,7 +625,8 @@ struct HttpServer::Impl {
     ResponderState& operator=(const ResponderState&) = delete;
   };
 
-  enum class TimerMode { None, Header, Idle, Linger };
+  // Request: the clock of a request being received (headers, then body; see request_deadline).
+  enum class TimerMode { None, Request, Idle, Linger };
 
   // One accepted TCP connection. Both handles live inside it, so it is freed in the second close callback.
   struct Connection {
@@ -639,11 +645,16 @@ struct HttpServer::Impl {
     bool headers_done = false;      // ... and its headers are complete
     bool last_was_value = false;
     std::size_t header_bytes = 0;
-    int parse_error_status = 0;  // set by a callback that refused the request (413, 431, 400)
+    int parse_error_status = 0;  // set by a callback that refused the request (413, 431, 400, 503)
     // With parse_error_status, when the refusal has words of its own rather than the status's default.
     std::string_view parse_error_message;
     std::string_view parse_error_code;
     HeadScanner head_scan;  // the current request's head, checked before http-parser reads it
+    // The current request's clock (uv_now milliseconds): when it started, when its last bytes were read, and
+    // how much body has arrived (which earns it time at min_body_rate).
+    std::uint64_t request_started = 0;
+    std::uint64_t last_read_at = 0;
+    std::uint64_t body_received = 0;
     bool pending_continue = false;
     bool completed_keep_alive = true;
 
@@ -652,6 +663,7 @@ struct HttpServer::Impl {
     bool reading = false;
     bool served_any = false;
     bool counted = false;                // counts toward max_connections
+    bool reserve = false;                // holds one of the reserve_connections: one priority request
     bool stop_parsing = false;           // no further request is read from this connection
     bool finish_after_pipeline = false;  // close once the requests already received are answered
     bool peer_closed = false;
@@ -677,6 +689,9 @@ struct HttpServer::Impl {
     void update_reading();
     void update_timer();
     void set_timer(TimerMode mode, std::uint64_t ms);
+    std::uint64_t request_deadline() const;
+    void start_request_clock();
+    void arm_request_timer();
     void on_timeout();
 
     static void on_alloc(uv_handle_t* handle, std::size_t suggested, uv_buf_t* buf);
@@ -696,9 +711,11 @@ struct HttpServer::Impl {
   uv_loop_t* loop;
   Handler handler;
   HttpServerLimits limits;
+  PriorityPredicate priority;
   std::vector<uv_tcp_t*> listeners;
   std::unordered_set<Connection*> conns;
   std::size_t counted_connections = 0;
+  std::size_t reserve_in_use = 0;
   std::size_t open_handles = 0;  // every handle of this server whose close callback has not run
   int bound_port = 0;
   std::vector<char> read_buffer = std::vector<char>(kReadBufferSize);
@@ -710,9 +727,20 @@ struct HttpServer::Impl {
   bool running_done = false;
   bool owner_gone = false;
 
-  Impl(uv_loop_t* l, Handler h, HttpServerLimits lim) : loop(l), handler(std::move(h)), limits(lim) {
+  Impl(uv_loop_t* l, Handler h, HttpServerLimits lim, PriorityPredicate p)
+      : loop(l), handler(std::move(h)), limits(lim), priority(std::move(p)) {
     // With no room for even one request, a connection would never be read.
     limits.max_pipelined = std::max<std::size_t>(limits.max_pipelined, 1);
+  }
+
+  bool is_priority(const HttpRequest& request) const {
+    try {
+      return priority && priority(request);
+    } catch (const std::exception& e) {
+      spdlog::error("loopback priority predicate threw for {} {}: {}", request.method, request.target,
+                    e.what());
+      return false;
+    }
   }
 
   static const http_parser_settings& parser_settings();
@@ -783,9 +811,8 @@ int HttpServer::Impl::Connection::on_message_begin(http_parser* p) {
   c->headers_done = false;
   c->last_was_value = false;
   c->header_bytes = kRequestLineOverhead;
-  // A fresh connection is already on the header clock from accept; otherwise the clock starts now.
-  if (c->timer_mode != TimerMode::Header)
-    c->set_timer(TimerMode::Header, c->server->limits.header_timeout_ms);
+  // A fresh connection is already on the clock from accept; otherwise the request's clock starts now.
+  if (c->timer_mode != TimerMode::Request) c->start_request_clock();
   return 0;
 }
 
@@ -873,6 +900,14 @@ int HttpServer::Impl::Connection::on_headers_complete(http_parser* p) {
     }
   }
 
+  // Decided before the body is read, so a refused request costs the reserve nothing more.
+  if (c->reserve && !c->server->is_priority(req)) {
+    c->parse_error_status = 503;
+    c->parse_error_message = "Too many connections to knosc-syncd";
+    c->parse_error_code = "Server.Busy";
+    return -1;
+  }
+
   // Decided from Content-Length before any of the body is read, so an oversized upload is refused at once.
   if ((p->flags & F_CONTENTLENGTH) && p->content_length > limits.max_body_bytes) {
     c->parse_error_status = 413;
@@ -890,7 +925,7 @@ int HttpServer::Impl::Connection::on_headers_complete(http_parser* p) {
       c->pending_continue = true;
     }
   }
-  // The header clock also bounds pauses inside the body; on_read restarts it on every read.
+  // The request's clock goes on through the body (request_deadline).
   return 0;
 }
 
@@ -902,6 +937,7 @@ int HttpServer::Impl::Connection::on_body(http_parser* p, const char* at, std::s
     return -1;
   }
   c->current.body.append(at, len);
+  c->body_received += len;
   return 0;
 }
 
@@ -912,14 +948,15 @@ int HttpServer::Impl::Connection::on_message_complete(http_parser* p) {
   c->pending_continue = false;
   c->served_any = true;
   c->head_scan.reset();
-  // The next request gets its own header clock from its first byte.
+  // The next request gets its own clock from its first byte.
   if (c->timer_mode != TimerMode::None) {
     uv_timer_stop(&c->timer);
     c->timer_mode = TimerMode::None;
   }
   // An upgrade (or CONNECT) request switches protocols after its headers; the server speaks none but
-  // HTTP/1.1, so it answers and closes instead of reading the other protocol as HTTP.
-  c->completed_keep_alive = http_should_keep_alive(p) != 0 && p->upgrade == 0;
+  // HTTP/1.1, so it answers and closes instead of reading the other protocol as HTTP. A reserve connection
+  // carries one request, so that it is back in the reserve as soon as it is answered.
+  c->completed_keep_alive = http_should_keep_alive(p) != 0 && p->upgrade == 0 && !c->reserve;
   if (!c->completed_keep_alive || c->finish_after_pipeline) c->stop_parsing = true;
   // Pausing hands control back to process_input, which dispatches this request before parsing the next
   // pipelined one; the handler thus never runs inside http_parser_execute.
@@ -949,7 +986,7 @@ void HttpServer::Impl::Connection::start() {
   }
   // Small request/response exchanges: Nagle's delay would only add latency.
   uv_tcp_nodelay(&tcp, 1);
-  set_timer(TimerMode::Header, server->limits.header_timeout_ms);
+  start_request_clock();
   update_reading();
 }
 
@@ -966,8 +1003,7 @@ void HttpServer::Impl::Connection::on_read(uv_stream_t* stream, ssize_t nread, c
   if (c->closing) return;
   if (nread > 0) {
     if (c->shutting_write || c->stop_parsing) return;  // draining before close: input is discarded
-    if (c->in_message && c->headers_done)
-      c->set_timer(TimerMode::Header, c->server->limits.header_timeout_ms);
+    c->last_read_at = uv_now(c->server->loop);
     c->inbuf.append(buf->base, static_cast<std::size_t>(nread));
     c->process_input();
     return;
@@ -1142,6 +1178,9 @@ void HttpServer::Impl::Connection::flush() {
   }
   if (pipeline.empty() && pending_continue && in_message && headers_done) {
     pending_continue = false;
+    // The client may have waited for this before sending its body, while the earlier requests were ours to
+    // answer: its clock starts again now (the timer, armed for an earlier deadline, moves on when it fires).
+    request_started = last_read_at = uv_now(server->loop);
     write_raw("HTTP/1.1 100 Continue\r\n\r\n");
   }
   if (in_process) return;  // process_input finishes the bookkeeping
@@ -1231,6 +1270,7 @@ void HttpServer::Impl::Connection::on_handle_closed(uv_handle_t* handle) {
   if (--c->open_handles == 0) {
     server->conns.erase(c);
     if (c->counted) --server->counted_connections;
+    if (c->reserve) --server->reserve_in_use;
     delete c;
   }
   server->handle_closed();
@@ -1285,9 +1325,9 @@ void HttpServer::Impl::Connection::update_timer() {
     }
     return;
   }
-  // Until its first request a connection is on the header clock; afterwards it is an idle keep-alive.
+  // Until its first request a connection is on a request's clock; afterwards it is an idle keep-alive.
   if (!served_any) {
-    if (timer_mode != TimerMode::Header) set_timer(TimerMode::Header, server->limits.header_timeout_ms);
+    if (timer_mode != TimerMode::Request) start_request_clock();
   } else if (timer_mode != TimerMode::Idle) {
     set_timer(TimerMode::Idle, server->limits.idle_timeout_ms);
   }
@@ -1299,12 +1339,44 @@ void HttpServer::Impl::Connection::set_timer(TimerMode mode, std::uint64_t ms) {
       &timer, [](uv_timer_t* t) { static_cast<Connection*>(t->data)->on_timeout(); }, ms, 0);
 }
 
+// Headers must be in within header_timeout_ms of the request's start; a body may pause at most
+// header_timeout_ms between reads; and the whole request must be in within request_timeout_ms plus the time
+// its body has earned at min_body_rate. Each bound only moves later as bytes arrive, never earlier, so a
+// timer armed for an earlier deadline is simply armed again when it fires (on_timeout) instead of on every
+// read.
+std::uint64_t HttpServer::Impl::Connection::request_deadline() const {
+  const HttpServerLimits& bounds = server->limits;
+  const std::uint64_t earned = bounds.min_body_rate > 0 ? body_received * 1000 / bounds.min_body_rate : 0;
+  const std::uint64_t whole = add_ms(add_ms(request_started, bounds.request_timeout_ms), earned);
+  const std::uint64_t phase = add_ms(headers_done ? last_read_at : request_started, bounds.header_timeout_ms);
+  std::uint64_t deadline = std::min(whole, phase);
+  // Earns nothing: priority requests are small, and slow clients must not keep the reserve.
+  if (reserve) deadline = std::min(deadline, add_ms(request_started, bounds.reserve_timeout_ms));
+  return deadline;
+}
+
+void HttpServer::Impl::Connection::start_request_clock() {
+  request_started = last_read_at = uv_now(server->loop);
+  body_received = 0;
+  arm_request_timer();
+}
+
+void HttpServer::Impl::Connection::arm_request_timer() {
+  const std::uint64_t now = uv_now(server->loop);
+  const std::uint64_t deadline = request_deadline();
+  set_timer(TimerMode::Request, deadline > now ? deadline - now : 0);
+}
+
 void HttpServer::Impl::Connection::on_timeout() {
   TimerMode mode = timer_mode;
   timer_mode = TimerMode::None;
   if (closing) return;
   switch (mode) {
-    case TimerMode::Header:
+    case TimerMode::Request:
+      if (request_deadline() > uv_now(server->loop)) {
+        arm_request_timer();  // bytes arrived since it was armed and moved the deadline on
+        break;
+      }
       spdlog::debug("loopback client {}:{}: request not received in time", remote_address, remote_port);
       stop_parsing = true;
       in_message = false;
@@ -1348,17 +1420,22 @@ void HttpServer::Impl::on_connection(uv_stream_t* listener, int status) {
     c->close_now();
     return;
   }
+  if (server->counted_connections < server->limits.max_connections) {
+    c->counted = true;
+    ++server->counted_connections;
+  } else if (server->priority && server->reserve_in_use < server->limits.reserve_connections) {
+    // Its request decides (on_headers_complete) whether it may stay: only a priority one does.
+    c->reserve = true;
+    ++server->reserve_in_use;
+  }
   c->start();
-  if (server->counted_connections >= server->limits.max_connections) {
+  if (!c->counted && !c->reserve) {
     // Accepted only to be told why: a refused connect would look like the daemon being down.
-    spdlog::warn("loopback server: {} connections open; refusing {}:{}", server->counted_connections,
-                 c->remote_address, c->remote_port);
+    spdlog::warn("loopback server: {} connections open; refusing {}:{}",
+                 server->counted_connections + server->reserve_in_use, c->remote_address, c->remote_port);
     c->stop_parsing = true;
     c->queue_server_error(503, "Too many connections to knosc-syncd", "Server.Busy");
-    return;
   }
-  c->counted = true;
-  ++server->counted_connections;
 }
 
 void HttpServer::Impl::begin_shutdown() {
@@ -1431,8 +1508,8 @@ void HttpServer::Impl::maybe_finish() {
   if (owner_gone) delete this;
 }
 
-HttpServer::HttpServer(uv_loop_t* loop, Handler handler, HttpServerLimits limits)
-    : impl_(new Impl(loop, std::move(handler), limits)) {}
+HttpServer::HttpServer(uv_loop_t* loop, Handler handler, HttpServerLimits limits, PriorityPredicate priority)
+    : impl_(new Impl(loop, std::move(handler), limits, std::move(priority))) {}
 
 HttpServer::~HttpServer() {
   Impl* impl = impl_;

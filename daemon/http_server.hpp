@@ -97,6 +97,9 @@ std::string encode_path(const std::vector<std::string>& segments);
 // last copy must then also be destroyed on the loop thread.
 using Responder = std::function<void(HttpResponse)>;
 using Handler = std::function<void(const HttpRequest&, Responder)>;
+// Whether a request may use a connection held in reserve (HttpServerLimits::reserve_connections). Asked once
+// its headers are in, before its body is read (HttpRequest::body is still empty); must not throw.
+using PriorityPredicate = std::function<bool(const HttpRequest&)>;
 
 struct HttpServerLimits {
   // Request line plus header lines. http-parser refuses more than 80 KiB on its own, so larger values are
@@ -104,10 +107,26 @@ struct HttpServerLimits {
   std::size_t max_header_bytes = 64 * 1024;
   std::size_t max_body_bytes = 16 * 1024 * 1024;  // uploads (bulk-import files) are the largest bodies
   // From connecting, or from a request's first byte, to the end of its headers; also the longest pause
-  // allowed inside a body. Closes slow or stuck clients (slowloris) without holding a slot for them.
+  // allowed inside a body. Closes slow or stuck clients (slowloris) without holding a slot for them. Bytes
+  // trickling in do not extend it.
   std::uint64_t header_timeout_ms = 10'000;
-  std::uint64_t idle_timeout_ms = 60'000;  // keep-alive connection with nothing in flight
-  std::size_t max_connections = 256;       // beyond this, 503 and close
+  // The whole request, headers and body, from its first byte (or from connecting), must arrive within
+  // request_timeout_ms plus one second for every min_body_rate bytes of body received so far (Apache
+  // mod_reqtimeout's MinRate), else 408 and close. A client sending a byte now and then (within
+  // header_timeout_ms of each other) is thus cut after about request_timeout_ms, while an upload keeping up
+  // min_body_rate is never cut: 16 MiB at 64 KiB/s takes 256 s and has until 286 s. Loopback clients send far
+  // faster; 64 KiB/s still leaves room for a client on a loaded machine. 0: bodies earn no extra time.
+  std::uint64_t request_timeout_ms = 30'000;
+  std::uint64_t min_body_rate = 64 * 1024;  // bytes per second
+  std::uint64_t idle_timeout_ms = 60'000;   // keep-alive connection with nothing in flight
+  std::size_t max_connections = 256;        // beyond this, 503 and close (or a reserve connection)
+  // Connections accepted beyond max_connections for requests the server's PriorityPredicate accepts (health
+  // and readiness probes), so they are answered while slow or hostile clients hold every other slot. Only
+  // with a predicate. A reserve connection carries one request and closes after its answer; a request that
+  // is not a priority one is answered 503 Server.Busy once its headers are in. Its request, headers and
+  // body, must arrive within reserve_timeout_ms, so slow clients cannot keep the reserve either.
+  std::size_t reserve_connections = 16;
+  std::uint64_t reserve_timeout_ms = 2'000;
   // Requests parsed ahead of their answers on one connection; past it the server stops reading that
   // connection until answers go out, so one client cannot queue unbounded work.
   std::size_t max_pipelined = 32;
@@ -128,7 +147,8 @@ bool is_loopback_host(std::string_view host_header);
 
 class HttpServer {
  public:
-  HttpServer(uv_loop_t* loop, Handler handler, HttpServerLimits limits = {});
+  // `priority` (optional) picks the requests that may use the reserve connections.
+  HttpServer(uv_loop_t* loop, Handler handler, HttpServerLimits limits = {}, PriorityPredicate priority = {});
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

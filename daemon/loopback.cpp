@@ -178,7 +178,13 @@ struct LoopbackApi::Impl {
 
   explicit Impl(LoopbackDeps deps)
       : d(std::move(deps)),
-        server(d.loop, [this](const HttpRequest& req, Responder r) { handle(req, std::move(r)); }),
+        server(
+            d.loop, [this](const HttpRequest& req, Responder r) { handle(req, std::move(r)); }, {},
+            // Health and readiness probes are answered from the server's reserve connections too.
+            [](const HttpRequest& req) {
+              return req.method == "GET" && req.segments.size() == 2 && req.segments[0] == "syncd" &&
+                     (req.segments[1] == "health" || req.segments[1] == "ready");
+            }),
         cache(d.config ? static_cast<std::size_t>(d.config->response_cache_mb) << 20 : 0, d.changes) {
     if (!d.changes) return;
     const auto add = [this](std::vector<std::size_t>& to, const std::string& name) {

@@ -61,6 +61,8 @@ struct Harness {
     limits.max_header_bytes = 2048;
     limits.max_body_bytes = 4096;
     limits.header_timeout_ms = 200;
+    limits.request_timeout_ms = 400;
+    limits.min_body_rate = 16 * 1024;
     limits.idle_timeout_ms = 200;
     limits.linger_ms = 20;
     limits.max_pipelined = 4;

@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 #include <http_parser.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -227,6 +228,13 @@ class Socket {
       if (n <= 0) return std::nullopt;
       pending_.append(buf, static_cast<std::size_t>(n));
     }
+  }
+
+  // True when a response (or the close) can be read within `timeout`, or already has been in part.
+  bool wait_readable(std::chrono::milliseconds timeout) {
+    if (!pending_.empty()) return true;
+    pollfd pfd{fd_, POLLIN, 0};
+    return ::poll(&pfd, 1, static_cast<int>(timeout.count())) > 0;
   }
 
   // True when the server closes the connection (EOF or reset) before the timeout.
@@ -1791,6 +1799,254 @@ TEST_CASE("encode_path re-encodes segments so that parsing gives them back", "[h
   CHECK_FALSE(check_target_query("a=1&b=%E2%82%AC+x&c"));
   CHECK(check_target_query("a=\tb") == std::optional<TargetRefusal>(TargetRefusal{
                                            "Request.InvalidQuery", "Query string has a control character"}));
+}
+
+TEST_CASE("trickled header bytes do not extend the header clock", "[http_server]") {
+  TestLoop loop;
+  EchoHandler echo;
+  HttpServerLimits limits = fast_limits();
+  limits.header_timeout_ms = 300;
+  HttpServer server(loop.get(), echo.handler(), limits);
+  REQUIRE(server.listen("127.0.0.1", 0) == 0);
+  const int port = server.bound_port();
+
+  std::optional<Reply> reply;
+  std::chrono::milliseconds took{};
+  std::size_t sent = 0;
+  ClientThread client([&] {
+    const auto start = std::chrono::steady_clock::now();
+    Socket s("127.0.0.1", port);
+    bool ok = s.send("GET /api/x HTTP/1.1\r\nHost: localhost\r\nX-Slow: ");
+    // A byte every 20 ms (pacing, not waiting): each read is long before any pause limit.
+    while (ok && !s.wait_readable(20ms) && std::chrono::steady_clock::now() - start < 5s) {
+      ok = s.send("x");
+      sent += ok ? 1 : 0;
+    }
+    reply = s.read_response();
+    took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  });
+  client.finish(loop);
+  REQUIRE(reply);
+  CHECK(reply->status == 408);
+  CHECK(json_of(*reply) ==
+        nlohmann::json{{"Message", "Request was not received in time"}, {"Code", "Request.Timeout"}});
+  CHECK(took >= 290ms);
+  CHECK(took < 2000ms);
+  CHECK(sent > 3);
+  CHECK(echo.seen.empty());
+  shut_down(loop, server);
+  CHECK(loop.close() == 0);
+}
+
+TEST_CASE("a body earns time at min_body_rate: a steady upload is not cut, a slower one is",
+          "[http_server]") {
+  TestLoop loop;
+  EchoHandler echo;
+  HttpServerLimits limits = fast_limits();
+  limits.header_timeout_ms = 1000;  // far longer than any pause below
+  limits.request_timeout_ms = 500;
+  limits.min_body_rate = 32 * 1024;
+  std::size_t piece = 0;
+  std::size_t total = 0;
+  std::chrono::milliseconds every{};
+  bool expect_cut = false;
+  SECTION("128 KiB/s, four times the minimum: 96 KiB in at least 750 ms") {
+    piece = 4096;
+    every = 31ms;
+    total = 96 * 1024;
+  }
+  SECTION("8 KiB/s, a quarter of the minimum: cut after about 670 ms") {
+    piece = 1024;
+    every = 125ms;
+    total = 64 * 1024;
+    expect_cut = true;
+  }
+  HttpServer server(loop.get(), echo.handler(), limits);
+  REQUIRE(server.listen("127.0.0.1", 0) == 0);
+  const int port = server.bound_port();
+
+  std::optional<Reply> reply;
+  std::chrono::milliseconds took{};
+  std::size_t sent = 0;
+  ClientThread client([&] {
+    const auto start = std::chrono::steady_clock::now();
+    Socket s("127.0.0.1", port);
+    bool ok =
+        s.send("POST /api/upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: " + std::to_string(total) +
+               "\r\n\r\n");
+    // Paced: a piece, then up to `every` of watching for an early answer.
+    while (ok && sent < total && !s.wait_readable(every)) {
+      ok = s.send(std::string(piece, 'u'));
+      sent += ok ? piece : 0;
+    }
+    reply = s.read_response();
+    took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  });
+  client.finish(loop);
+  REQUIRE(reply);
+  CHECK(took >= 500ms);  // both outlive request_timeout_ms: only the rate decides
+  if (expect_cut) {
+    CHECK(reply->status == 408);
+    CHECK(json_of(*reply)["Code"] == "Request.Timeout");
+    CHECK(sent < total);
+    CHECK(took < 3000ms);
+    CHECK(echo.seen.empty());
+  } else {
+    CHECK(reply->status == 200);
+    REQUIRE(echo.seen.size() == 1);
+    CHECK(echo.seen[0].body == std::string(total, 'u'));
+  }
+  shut_down(loop, server);
+  CHECK(loop.close() == 0);
+}
+
+TEST_CASE("slow bodies holding every slot are cut at the request deadline; priority requests use the reserve",
+          "[http_server]") {
+  TestLoop loop;
+  EchoHandler echo;
+  HttpServerLimits limits = fast_limits();
+  limits.max_connections = 4;
+  limits.reserve_connections = 2;
+  limits.header_timeout_ms = 1000;  // far longer than the slow clients' pauses
+  limits.request_timeout_ms = 2500;
+  limits.reserve_timeout_ms = 400;
+  HttpServer server(loop.get(), echo.handler(), limits,
+                    [](const HttpRequest& req) { return req.method == "GET" && req.path == "/health"; });
+  REQUIRE(server.listen("127.0.0.1", 0) == 0);
+  const int port = server.bound_port();
+  using Clock = std::chrono::steady_clock;
+  const auto since = [](Clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t);
+  };
+
+  // Four clients each announce a 100,000-byte body and send a byte every 50 ms: they would hold every slot
+  // for more than an hour, and no pause of theirs comes near header_timeout_ms.
+  struct Slow {
+    std::optional<Reply> reply;
+    bool closed = false;
+    std::chrono::milliseconds took{};
+    std::size_t sent = 0;
+  };
+  constexpr std::size_t kSlow = 4;
+  std::vector<Slow> slow(kSlow);
+  std::atomic<std::size_t> slow_started{0};
+  std::atomic<std::size_t> slow_answered{0};
+  std::vector<std::unique_ptr<ClientThread>> slow_clients;
+  for (std::size_t i = 0; i < kSlow; ++i) {
+    slow_clients.push_back(std::make_unique<ClientThread>([&, i] {
+      Slow& me = slow[i];
+      const auto start = Clock::now();
+      Socket s("127.0.0.1", port, 10s);
+      bool ok = s.send("POST /api/slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n");
+      ++slow_started;
+      while (ok && !s.wait_readable(50ms) && Clock::now() - start < 8s) {
+        ok = s.send("x");
+        me.sent += ok ? 1 : 0;
+      }
+      me.reply = s.read_response();
+      me.took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+      ++slow_answered;
+      me.closed = s.wait_closed();
+    }));
+  }
+  REQUIRE(loop.run_until([&] { return slow_started == kSlow && server.connections() == kSlow; }));
+
+  std::optional<Reply> not_priority, health, over, idle_1, idle_2;
+  bool not_priority_closed = false;
+  bool health_closed = false;
+  std::chrono::milliseconds health_took{}, over_took{}, idle_took{};
+  std::atomic<bool> first_phase_done{false};
+  std::atomic<bool> reserve_free{false};
+  ClientThread busy([&] {
+    {
+      Socket s("127.0.0.1", port);
+      s.send(get("/api/x"));
+      not_priority = s.read_response();
+      not_priority_closed = s.wait_closed();
+    }
+    {
+      const auto start = Clock::now();
+      Socket s("127.0.0.1", port);
+      s.send("GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n");
+      health = s.read_response();
+      health_took = since(start);
+      health_closed = s.wait_closed();
+    }
+    first_phase_done = true;
+    const auto wait_from = Clock::now();
+    while (!reserve_free && Clock::now() - wait_from < 10s)
+      std::this_thread::yield();
+    // Two connections take the reserve and send nothing; a third finds it full.
+    const auto start = Clock::now();
+    Socket r1("127.0.0.1", port);
+    Socket r2("127.0.0.1", port);
+    Socket r3("127.0.0.1", port);
+    over = r3.read_response();
+    over_took = since(start);
+    idle_1 = r1.read_response();
+    idle_took = since(start);
+    idle_2 = r2.read_response();
+  });
+  // The reserve connections of the first phase are closed before the second takes the whole reserve.
+  REQUIRE(loop.run_until([&] { return first_phase_done && server.connections() == kSlow; }));
+  reserve_free = true;
+  busy.finish(loop);
+  const std::size_t cut_before_busy_finished = slow_answered;
+
+  for (auto& c : slow_clients)
+    c->finish(loop);
+  REQUIRE(loop.run_until([&] { return server.connections() == 0; }));
+  std::optional<Reply> after;
+  ClientThread late([&] {
+    Socket s("127.0.0.1", port);
+    s.send(get("/api/after"));
+    after = s.read_response();
+  });
+  late.finish(loop);
+
+  // All of it happened while the slow clients held every slot.
+  CHECK(cut_before_busy_finished == 0);
+  REQUIRE(not_priority);
+  CHECK(not_priority->status == 503);
+  CHECK(json_of(*not_priority) ==
+        nlohmann::json{{"Message", "Too many connections to knosc-syncd"}, {"Code", "Server.Busy"}});
+  CHECK(not_priority->nosniff());
+  CHECK(not_priority_closed);
+  REQUIRE(health);
+  CHECK(health->status == 200);
+  CHECK(health->body == "GET /health");
+  CHECK(health_took < 1000ms);
+  CHECK(health->header("connection") == std::optional<std::string>("close"));  // one request per reserve
+  CHECK(health_closed);
+  REQUIRE(over);
+  CHECK(over->status == 503);
+  CHECK(over_took < 300ms);  // at once, not after a timeout
+  for (const auto* idle : {&idle_1, &idle_2}) {
+    REQUIRE(*idle);
+    CHECK((*idle)->status == 408);
+    CHECK((*idle)->nosniff());
+  }
+  CHECK(idle_took >= 350ms);
+  CHECK(idle_took < 2000ms);
+
+  for (std::size_t i = 0; i < kSlow; ++i) {
+    INFO("slow client " << i);
+    REQUIRE(slow[i].reply);
+    CHECK(slow[i].reply->status == 408);
+    CHECK(json_of(*slow[i].reply)["Code"] == "Request.Timeout");
+    CHECK(slow[i].reply->nosniff());
+    CHECK(slow[i].closed);
+    CHECK(slow[i].took >= 2450ms);
+    CHECK(slow[i].took < 6000ms);
+    CHECK(slow[i].sent > 20);
+  }
+  REQUIRE(after);
+  CHECK(after->status == 200);
+  REQUIRE(echo.seen.size() == 2);
+  CHECK(echo.seen[0].path == "/health");
+  CHECK(echo.seen[1].path == "/api/after");
+  shut_down(loop, server);
+  CHECK(loop.close() == 0);
 }
 
 TEST_CASE("X-Content-Type-Options: nosniff is the server's, once, on every answer", "[http_server]") {

@@ -280,7 +280,9 @@ struct AnalyticsCache::Impl {
           "Sync.ViewUnavailable"));
     const std::string key = cache_key(req.path, req.query_params(), *scope);
     auto& r = recent[key];
-    r.upstream_path = req.target.substr(4);  // drop "/api"
+    // Sent as the server parsed it: the validated segments re-encoded (without "api") and the checked query.
+    r.upstream_path = encode_path(std::vector<std::string>(req.segments.begin() + 1, req.segments.end())) +
+                      (req.query.empty() ? std::string() : "?" + req.query);
     r.scope = route->scope;
     r.privileges = session.privileges;
     r.last_used = unix_now();

@@ -1,7 +1,5 @@
 #include "daemon/canonical_request.hpp"
 
-#include <curl/curl.h>
-
 #include <charconv>
 #include <memory>
 #include <stdexcept>
@@ -120,19 +118,11 @@ std::optional<HttpResponse> cross_site_refusal(const HttpRequest& req) {
 }
 
 std::string upstream_path(const std::vector<std::string>& segments) {
-  std::string out;
-  for (const auto& s : segments) {
+  for (const auto& s : segments)
     // Callers pass segments the HTTP layer validated; one that could still be read as a dot segment or an
     // empty one is a bug here, never something to send.
     if (s.empty() || s == "." || s == "..") throw std::invalid_argument("not a path segment: '" + s + "'");
-    out += '/';
-    // curl_easy_escape keeps RFC 3986's unreserved characters and encodes every other byte.
-    std::unique_ptr<char, decltype(&curl_free)> enc(
-        curl_easy_escape(nullptr, s.data(), static_cast<int>(s.size())), &curl_free);
-    if (!enc) throw std::bad_alloc();
-    out += enc.get();
-  }
-  return out;
+  return encode_path(segments);
 }
 
 }  // namespace knosc::daemon

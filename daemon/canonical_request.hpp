@@ -53,8 +53,8 @@ std::variant<nlohmann::ordered_json, HttpResponse> json_body(const HttpRequest& 
 std::optional<HttpResponse> cross_site_refusal(const HttpRequest& req);
 
 // The upstream path of a route, rebuilt from its validated, decoded segments (without the leading "api"):
-// {"inventory", "19"} -> "/inventory/19". Each segment is percent-encoded but for RFC 3986's unreserved
-// characters, so no segment can add a separator or a dot segment on the way. Throws std::invalid_argument for
+// {"inventory", "19"} -> "/inventory/19", percent-encoded by encode_path, so no segment can add a separator
+// or a dot segment on the way. Throws std::invalid_argument for
 // an empty, "." or ".." segment (the HTTP layer refuses such paths before any route runs).
 std::string upstream_path(const std::vector<std::string>& segments);
 

@@ -67,6 +67,203 @@ std::optional<std::string> percent_decode(std::string_view in, bool plus_is_spac
   return out;
 }
 
+bool is_control(unsigned char c) {
+  return c < 0x20 || c == 0x7f;
+}
+
+// RFC 9110 tchar: what a header name (a token) is made of.
+bool is_tchar(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Strict UTF-8 (RFC 3629): overlong forms (e.g. C0 AE for '.'), surrogates and code points past U+10FFFF
+// are refused, since a lenient decoder further on could read them as something the checks let through.
+bool valid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len = 0;
+    unsigned char lo = 0x80;  // range of the second byte (Unicode Table 3-7)
+    unsigned char hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+      len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      len = 3;
+      if (c == 0xe0) lo = 0xa0;
+      if (c == 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      len = 4;
+      if (c == 0xf0) lo = 0x90;
+      if (c == 0xf4) hi = 0x8f;
+    } else {
+      return false;
+    }
+    if (s.size() - i < len) return false;
+    const auto second = static_cast<unsigned char>(s[i + 1]);
+    if (second < lo || second > hi) return false;
+    for (std::size_t k = 2; k < len; ++k) {
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      if (b < 0x80 || b > 0xbf) return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
+// Refusals of a request head's bytes; all answered 400 Request.Malformed.
+constexpr std::string_view kNotCrlf = "Malformed HTTP request: lines must end in CRLF (bare LF or CR)";
+constexpr std::string_view kControlInRequestLine =
+    "Malformed HTTP request: control character in the request line";
+constexpr std::string_view kFoldedHeader =
+    "Malformed HTTP request: header line starting with whitespace (obs-fold)";
+constexpr std::string_view kSpaceInHeaderName =
+    "Malformed HTTP request: whitespace in a header name or before its colon";
+constexpr std::string_view kBadHeaderName = "Malformed HTTP request: invalid character in a header name";
+constexpr std::string_view kHeaderWithoutColon = "Malformed HTTP request: header line without a colon";
+constexpr std::string_view kControlInHeaderValue =
+    "Malformed HTTP request: control character in a header value";
+constexpr std::string_view kBadVersion = "Malformed HTTP request: HTTP version must be 1.1 or 1.0";
+
+// Checks the bytes of a request head (request line, header lines, empty line) where http-parser is lenient.
+// Debian builds it without HTTP_PARSER_STRICT, and then it takes a bare LF (or CR then anything) for a line
+// end, spaces inside and after header names ("Host : x" names "host "), folded header lines, whitespace
+// before the first header, tabs and form feeds in the target and DEL in header values. Any other reader of
+// the same bytes (a proxy, a log tool) may split them differently, which is how requests are smuggled past
+// checks, so these are refused instead. It only looks at bytes, one switch per byte of the head: http-parser
+// still does all the parsing, and whatever it refuses on its own is left to it.
+class HeadScanner {
+ public:
+  // Scans the next bytes of the stream until the head ends (done()) or a byte is refused (returns false and
+  // error() says why). Bytes after the head are not looked at.
+  bool scan(std::string_view data) {
+    for (char ch : data) {
+      const auto c = static_cast<unsigned char>(ch);
+      switch (state_) {
+        case State::Start:  // empty lines before a request line are allowed (RFC 9112 §2.2)
+          if (c == '\r') {
+            state_ = State::StartCR;
+          } else if (c == '\n') {
+            return fail(kNotCrlf);
+          } else if (is_control(c)) {
+            return fail(kControlInRequestLine);
+          } else {
+            state_ = State::RequestLine;
+          }
+          break;
+        case State::StartCR:
+          if (c != '\n') return fail(kNotCrlf);
+          state_ = State::Start;
+          break;
+        case State::RequestLine:
+          if (c == '\r') {
+            state_ = State::LineCR;
+          } else if (c == '\n') {
+            return fail(kNotCrlf);
+          } else if (is_control(c)) {
+            return fail(kControlInRequestLine);
+          }
+          break;
+        case State::LineCR:
+          if (c != '\n') return fail(kNotCrlf);
+          state_ = State::LineStart;
+          break;
+        case State::LineStart:
+          if (c == '\r') {
+            state_ = State::EndCR;
+          } else if (c == '\n') {
+            return fail(kNotCrlf);
+          } else if (c == ' ' || c == '\t') {
+            return fail(kFoldedHeader);
+          } else if (is_tchar(c)) {
+            state_ = State::Name;
+          } else {
+            return fail(kBadHeaderName);
+          }
+          break;
+        case State::Name:
+          if (c == ':') {
+            state_ = State::Value;
+          } else if (c == ' ' || c == '\t') {
+            return fail(kSpaceInHeaderName);
+          } else if (c == '\r' || c == '\n') {
+            return fail(kHeaderWithoutColon);
+          } else if (!is_tchar(c)) {
+            return fail(kBadHeaderName);
+          }
+          break;
+        case State::Value:
+          if (c == '\r') {
+            state_ = State::LineCR;
+          } else if (c == '\n') {
+            return fail(kNotCrlf);
+          } else if (c != '\t' && is_control(c)) {
+            return fail(kControlInHeaderValue);
+          }
+          break;
+        case State::EndCR:
+          if (c != '\n') return fail(kNotCrlf);
+          state_ = State::Done;
+          return true;
+        case State::Done:
+          return true;
+      }
+    }
+    return true;
+  }
+  bool done() const { return state_ == State::Done; }
+  std::string_view error() const { return error_; }
+  // For the next request, once http-parser has completed this one.
+  void reset() { state_ = State::Start; }
+
+ private:
+  enum class State : std::uint8_t {
+    Start,
+    StartCR,
+    RequestLine,
+    LineCR,
+    LineStart,
+    Name,
+    Value,
+    EndCR,
+    Done
+  };
+  bool fail(std::string_view why) {
+    error_ = why;
+    return false;
+  }
+  State state_ = State::Start;
+  std::string_view error_;
+};
+
+// Time arithmetic that saturates: a limit set very large means "never", not a deadline in the past.
+std::uint64_t add_ms(std::uint64_t a, std::uint64_t b) {
+  return b > UINT64_MAX - a ? UINT64_MAX : a + b;
+}
+
 bool valid_port(std::string_view port) {
   if (port.empty() || port.size() > 5) return false;
   unsigned value = 0;
@@ -106,7 +303,7 @@ bool header_is_sendable(std::string_view name, std::string_view value) {
 
 bool server_owned_header(std::string_view name) {
   return iequals(name, "content-length") || iequals(name, "connection") || iequals(name, "date") ||
-         iequals(name, "transfer-encoding");
+         iequals(name, "transfer-encoding") || iequals(name, "x-content-type-options");
 }
 
 // The Date header's text, made again only when the second changes (the loop thread answers many requests a
@@ -160,6 +357,8 @@ SerializedResponse serialize_response(HttpResponse& response, bool head, bool cl
   h += "Date: ";
   h += current_http_date();
   h += "\r\n";
+  // Every answer, the server's own errors included: a browser must never sniff a body into HTML or script.
+  h += "X-Content-Type-Options: nosniff\r\n";
   // 204 and 304 carry no body and, per RFC 9110, no Content-Length describing one.
   const bool bodiless_status = response.status == 204 || response.status == 304;
   if (!bodiless_status) {
@@ -269,6 +468,137 @@ bool is_loopback_host(std::string_view host_header) {
   return a[0] == 127;
 }
 
+// ---- request target -------------------------------------------------------------------------------------
+
+namespace {
+
+constexpr std::string_view kInvalidPath = "Request.InvalidPath";
+constexpr std::string_view kInvalidQuery = "Request.InvalidQuery";
+
+// The percent-decoded byte at s[i] ('%' and two hex digits, which must lie before `end`), advancing i past
+// the escape; or the raw byte. nullopt for a malformed escape.
+std::optional<unsigned char> next_byte(std::string_view s, std::size_t& i, std::size_t end, bool& encoded) {
+  encoded = s[i] == '%';
+  if (!encoded) return static_cast<unsigned char>(s[i++]);
+  if (end - i < 3) return std::nullopt;
+  const int hi = hex_value(s[i + 1]);
+  const int lo = hex_value(s[i + 2]);
+  if (hi < 0 || lo < 0) return std::nullopt;
+  i += 3;
+  return static_cast<unsigned char>(hi * 16 + lo);
+}
+
+// What encode_path leaves as it is: RFC 3986 unreserved characters, ':' and '@', and the sub-delims no server
+// reads specially in a path. ';' (path parameters to Tomcat and Spring) and '+' (a space to form decoders)
+// are encoded: %3B and %2B mean the same byte to any server and cannot be misread.
+bool kept_in_path(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  switch (c) {
+    case '-':
+    case '.':
+    case '_':
+    case '~':
+    case '!':
+    case '$':
+    case '&':
+    case '\'':
+    case '(':
+    case ')':
+    case '*':
+    case ',':
+    case '=':
+    case ':':
+    case '@':
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+std::optional<TargetRefusal> parse_target_path(std::string_view raw_path,
+                                               std::vector<std::string>& segments) {
+  segments.clear();
+  auto refuse = [&](std::string_view message) {
+    segments.clear();
+    return std::optional<TargetRefusal>(TargetRefusal{kInvalidPath, message});
+  };
+  if (raw_path.empty() || raw_path.front() != '/') return refuse("Request path must begin with '/'");
+  // Only raw '/' separates segments; a final '/' ends the path without adding an empty segment.
+  std::size_t pos = 1;
+  while (pos < raw_path.size()) {
+    std::size_t end = raw_path.find('/', pos);
+    if (end == std::string_view::npos) end = raw_path.size();
+    if (end == pos) return refuse("Request path has an empty segment ('//')");
+    std::string segment;
+    segment.reserve(end - pos);
+    std::size_t i = pos;
+    while (i < end) {
+      bool encoded = false;
+      const std::optional<unsigned char> c = next_byte(raw_path, i, end, encoded);
+      if (!c) return refuse("Request path has a '%' not followed by two hex digits");
+      // An encoded NUL or line break would end or split the path wherever it meets a C string or a log line.
+      if (is_control(*c)) return refuse("Request path has a control character (raw or percent-encoded)");
+      // A separator inside a segment would be one segment here and two to a server that decodes first.
+      if (*c == '/' || (*c == '\\' && encoded))
+        return refuse("Request path has an encoded '/' or '\\' (%2F, %5C)");
+      // Some servers and file APIs take '\\' for '/'.
+      if (*c == '\\') return refuse("Request path has a '\\'");
+      segment.push_back(static_cast<char>(*c));
+    }
+    // libcurl and Knosc remove dot segments (RFC 3986 §5.2.4), so the route checked here would not be the
+    // resource reached there. Encoded ones count: a server decoding first removes them too.
+    if (segment == "." || segment == "..") return refuse("Request path has a '.' or '..' segment");
+    if (!valid_utf8(segment)) return refuse("Request path is not valid UTF-8 once percent-decoded");
+    segments.push_back(std::move(segment));
+    pos = end + 1;
+  }
+  return std::nullopt;
+}
+
+std::optional<TargetRefusal> check_target_query(std::string_view raw_query) {
+  std::string decoded;
+  decoded.reserve(raw_query.size());
+  std::size_t i = 0;
+  while (i < raw_query.size()) {
+    bool encoded = false;
+    const std::optional<unsigned char> c = next_byte(raw_query, i, raw_query.size(), encoded);
+    if (!c) return TargetRefusal{kInvalidQuery, "Query string has a '%' not followed by two hex digits"};
+    // Encoded control characters are data (a search text may hold a tab); raw ones are not URI syntax.
+    if (!encoded && is_control(*c))
+      return TargetRefusal{kInvalidQuery, "Query string has a control character"};
+    decoded.push_back(static_cast<char>(*c));
+  }
+  if (!valid_utf8(decoded))
+    return TargetRefusal{kInvalidQuery, "Query string is not valid UTF-8 once percent-decoded"};
+  return std::nullopt;
+}
+
+std::string encode_path(const std::vector<std::string>& segments) {
+  if (segments.empty()) return "/";
+  static constexpr std::string_view kHex = "0123456789ABCDEF";
+  std::string out;
+  for (const auto& segment : segments) {
+    out += '/';
+    // Validated segments are never "." or "..", but a caller may pass other values (a business number).
+    // Written plainly, libcurl would remove them (RFC 3986 §5.2.4) and reach another resource; encoded, they
+    // reach the server as the segment they are.
+    const bool dots = segment == "." || segment == "..";
+    for (char ch : segment) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (!dots && kept_in_path(c)) {
+        out += ch;
+      } else {
+        out += '%';
+        out += kHex[c >> 4];
+        out += kHex[c & 0x0f];
+      }
+    }
+  }
+  return out;
+}
+
 // ---- server
 // -------------------------------------------------------------------------------------------------
 
@@ -295,7 +625,8 @@ struct HttpServer::Impl {
     ResponderState& operator=(const ResponderState&) = delete;
   };
 
-  enum class TimerMode { None, Header, Idle, Linger };
+  // Request: the clock of a request being received (headers, then body; see request_deadline).
+  enum class TimerMode { None, Request, Idle, Linger };
 
   // One accepted TCP connection. Both handles live inside it, so it is freed in the second close callback.
   struct Connection {
@@ -314,7 +645,16 @@ struct HttpServer::Impl {
     bool headers_done = false;      // ... and its headers are complete
     bool last_was_value = false;
     std::size_t header_bytes = 0;
-    int parse_error_status = 0;  // set by a callback that refused the request (413, 431, 400)
+    int parse_error_status = 0;  // set by a callback that refused the request (413, 431, 400, 503)
+    // With parse_error_status, when the refusal has words of its own rather than the status's default.
+    std::string_view parse_error_message;
+    std::string_view parse_error_code;
+    HeadScanner head_scan;  // the current request's head, checked before http-parser reads it
+    // The current request's clock (uv_now milliseconds): when it started, when its last bytes were read, and
+    // how much body has arrived (which earns it time at min_body_rate).
+    std::uint64_t request_started = 0;
+    std::uint64_t last_read_at = 0;
+    std::uint64_t body_received = 0;
     bool pending_continue = false;
     bool completed_keep_alive = true;
 
@@ -323,6 +663,7 @@ struct HttpServer::Impl {
     bool reading = false;
     bool served_any = false;
     bool counted = false;                // counts toward max_connections
+    bool reserve = false;                // holds one of the reserve_connections: one priority request
     bool stop_parsing = false;           // no further request is read from this connection
     bool finish_after_pipeline = false;  // close once the requests already received are answered
     bool peer_closed = false;
@@ -336,6 +677,7 @@ struct HttpServer::Impl {
     void process_input();
     void dispatch();
     void fail_parse(http_errno err);
+    void refuse_request(int status, std::string_view message, std::string_view code);
     void queue_server_error(int status, std::string_view message, std::string_view code);
     void flush();
     // Writes `data`, then `tail` when given (kept alive until the write completes).
@@ -347,6 +689,9 @@ struct HttpServer::Impl {
     void update_reading();
     void update_timer();
     void set_timer(TimerMode mode, std::uint64_t ms);
+    std::uint64_t request_deadline() const;
+    void start_request_clock();
+    void arm_request_timer();
     void on_timeout();
 
     static void on_alloc(uv_handle_t* handle, std::size_t suggested, uv_buf_t* buf);
@@ -366,9 +711,11 @@ struct HttpServer::Impl {
   uv_loop_t* loop;
   Handler handler;
   HttpServerLimits limits;
+  PriorityPredicate priority;
   std::vector<uv_tcp_t*> listeners;
   std::unordered_set<Connection*> conns;
   std::size_t counted_connections = 0;
+  std::size_t reserve_in_use = 0;
   std::size_t open_handles = 0;  // every handle of this server whose close callback has not run
   int bound_port = 0;
   std::vector<char> read_buffer = std::vector<char>(kReadBufferSize);
@@ -380,9 +727,20 @@ struct HttpServer::Impl {
   bool running_done = false;
   bool owner_gone = false;
 
-  Impl(uv_loop_t* l, Handler h, HttpServerLimits lim) : loop(l), handler(std::move(h)), limits(lim) {
+  Impl(uv_loop_t* l, Handler h, HttpServerLimits lim, PriorityPredicate p)
+      : loop(l), handler(std::move(h)), limits(lim), priority(std::move(p)) {
     // With no room for even one request, a connection would never be read.
     limits.max_pipelined = std::max<std::size_t>(limits.max_pipelined, 1);
+  }
+
+  bool is_priority(const HttpRequest& request) const {
+    try {
+      return priority && priority(request);
+    } catch (const std::exception& e) {
+      spdlog::error("loopback priority predicate threw for {} {}: {}", request.method, request.target,
+                    e.what());
+      return false;
+    }
   }
 
   static const http_parser_settings& parser_settings();
@@ -453,9 +811,8 @@ int HttpServer::Impl::Connection::on_message_begin(http_parser* p) {
   c->headers_done = false;
   c->last_was_value = false;
   c->header_bytes = kRequestLineOverhead;
-  // A fresh connection is already on the header clock from accept; otherwise the clock starts now.
-  if (c->timer_mode != TimerMode::Header)
-    c->set_timer(TimerMode::Header, c->server->limits.header_timeout_ms);
+  // A fresh connection is already on the clock from accept; otherwise the request's clock starts now.
+  if (c->timer_mode != TimerMode::Request) c->start_request_clock();
   return 0;
 }
 
@@ -497,6 +854,14 @@ int HttpServer::Impl::Connection::on_headers_complete(http_parser* p) {
   for (auto& [name, value] : req.headers)
     value = std::string(trim_ows(value));
   req.method = http_method_str(static_cast<http_method>(p->method));
+  // http-parser takes any digit for either part (HTTP/2.0, HTTP/1.7) and a request line without a version
+  // as HTTP/0.9; only the two versions this server speaks are read on.
+  if (p->http_major != 1 || p->http_minor > 1) {
+    c->parse_error_status = 400;
+    c->parse_error_message = kBadVersion;
+    c->parse_error_code = "Request.Malformed";
+    return -1;
+  }
 
   if (req.target == "*") {
     req.path = "*";  // OPTIONS * names the server, not a resource
@@ -512,13 +877,20 @@ int HttpServer::Impl::Connection::on_headers_complete(http_parser* p) {
       if (!(url.field_set & (1U << f))) return {};
       return std::string_view(req.target).substr(url.field_data[f].off, url.field_data[f].len);
     };
-    std::optional<std::string> path = percent_decode(field(UF_PATH), false);
-    // An encoded NUL would end the path early wherever it meets a C string (SQLite, the file system).
-    if (!path || path->find('\0') != std::string::npos) {
+    // A CONNECT target names only host and port; any other request has a path, "/" when none is given.
+    std::string_view raw_path = field(UF_PATH);
+    if (raw_path.empty() && static_cast<http_method>(p->method) != HTTP_CONNECT) raw_path = "/";
+    std::optional<TargetRefusal> refusal;
+    if (!raw_path.empty()) refusal = parse_target_path(raw_path, req.segments);
+    if (!refusal) refusal = check_target_query(field(UF_QUERY));
+    if (refusal) {
       c->parse_error_status = 400;
+      c->parse_error_message = refusal->message;
+      c->parse_error_code = refusal->code;
       return -1;
     }
-    req.path = path->empty() && static_cast<http_method>(p->method) != HTTP_CONNECT ? "/" : std::move(*path);
+    // Well formed by now: parse_target_path accepted every escape.
+    req.path = percent_decode(raw_path, false).value_or(std::string());
     req.query = std::string(field(UF_QUERY));
     if (url.field_set & (1U << UF_HOST)) {
       // parse_url strips the brackets of an IPv6 literal; they are put back so it reads like a Host value.
@@ -526,6 +898,14 @@ int HttpServer::Impl::Connection::on_headers_complete(http_parser* p) {
       c->current_authority = host.find(':') != std::string::npos ? "[" + host + "]" : host;
       if (url.field_set & (1U << UF_PORT)) c->current_authority += ":" + std::string(field(UF_PORT));
     }
+  }
+
+  // Decided before the body is read, so a refused request costs the reserve nothing more.
+  if (c->reserve && !c->server->is_priority(req)) {
+    c->parse_error_status = 503;
+    c->parse_error_message = "Too many connections to knosc-syncd";
+    c->parse_error_code = "Server.Busy";
+    return -1;
   }
 
   // Decided from Content-Length before any of the body is read, so an oversized upload is refused at once.
@@ -545,7 +925,7 @@ int HttpServer::Impl::Connection::on_headers_complete(http_parser* p) {
       c->pending_continue = true;
     }
   }
-  // The header clock also bounds pauses inside the body; on_read restarts it on every read.
+  // The request's clock goes on through the body (request_deadline).
   return 0;
 }
 
@@ -557,6 +937,7 @@ int HttpServer::Impl::Connection::on_body(http_parser* p, const char* at, std::s
     return -1;
   }
   c->current.body.append(at, len);
+  c->body_received += len;
   return 0;
 }
 
@@ -566,14 +947,16 @@ int HttpServer::Impl::Connection::on_message_complete(http_parser* p) {
   c->headers_done = false;
   c->pending_continue = false;
   c->served_any = true;
-  // The next request gets its own header clock from its first byte.
+  c->head_scan.reset();
+  // The next request gets its own clock from its first byte.
   if (c->timer_mode != TimerMode::None) {
     uv_timer_stop(&c->timer);
     c->timer_mode = TimerMode::None;
   }
   // An upgrade (or CONNECT) request switches protocols after its headers; the server speaks none but
-  // HTTP/1.1, so it answers and closes instead of reading the other protocol as HTTP.
-  c->completed_keep_alive = http_should_keep_alive(p) != 0 && p->upgrade == 0;
+  // HTTP/1.1, so it answers and closes instead of reading the other protocol as HTTP. A reserve connection
+  // carries one request, so that it is back in the reserve as soon as it is answered.
+  c->completed_keep_alive = http_should_keep_alive(p) != 0 && p->upgrade == 0 && !c->reserve;
   if (!c->completed_keep_alive || c->finish_after_pipeline) c->stop_parsing = true;
   // Pausing hands control back to process_input, which dispatches this request before parsing the next
   // pipelined one; the handler thus never runs inside http_parser_execute.
@@ -603,7 +986,7 @@ void HttpServer::Impl::Connection::start() {
   }
   // Small request/response exchanges: Nagle's delay would only add latency.
   uv_tcp_nodelay(&tcp, 1);
-  set_timer(TimerMode::Header, server->limits.header_timeout_ms);
+  start_request_clock();
   update_reading();
 }
 
@@ -620,8 +1003,7 @@ void HttpServer::Impl::Connection::on_read(uv_stream_t* stream, ssize_t nread, c
   if (c->closing) return;
   if (nread > 0) {
     if (c->shutting_write || c->stop_parsing) return;  // draining before close: input is discarded
-    if (c->in_message && c->headers_done)
-      c->set_timer(TimerMode::Header, c->server->limits.header_timeout_ms);
+    c->last_read_at = uv_now(c->server->loop);
     c->inbuf.append(buf->base, static_cast<std::size_t>(nread));
     c->process_input();
     return;
@@ -650,6 +1032,14 @@ void HttpServer::Impl::Connection::process_input() {
   const auto& settings = parser_settings();
   while (!closing && !stop_parsing && offset < inbuf.size() &&
          pipeline.size() < server->limits.max_pipelined) {
+    // The scanner runs just ahead of http-parser over the current request's head only: http-parser consumes
+    // every byte given unless it pauses at a message's end (after the head) or fails, so no byte is scanned
+    // twice and none of a body is scanned at all.
+    if (!head_scan.done() &&
+        !head_scan.scan(std::string_view(inbuf.data() + offset, inbuf.size() - offset))) {
+      refuse_request(400, head_scan.error(), "Request.Malformed");
+      break;
+    }
     std::size_t n = http_parser_execute(&parser, &settings, inbuf.data() + offset, inbuf.size() - offset);
     offset += n;
     http_errno err = HTTP_PARSER_ERRNO(&parser);
@@ -720,30 +1110,41 @@ void HttpServer::Impl::Connection::dispatch() {
 }
 
 void HttpServer::Impl::Connection::fail_parse(http_errno err) {
-  int status = parse_error_status != 0 ? parse_error_status : (err == HPE_HEADER_OVERFLOW ? 431 : 400);
-  spdlog::debug("loopback client {}:{}: request refused with {} ({})", remote_address, remote_port, status,
-                http_errno_description(err));
-  stop_parsing = true;
-  in_message = false;
-  headers_done = false;
-  pending_continue = false;
-  // The parser cannot resynchronise after an error, so the connection closes after this answer.
+  const int status = parse_error_status != 0 ? parse_error_status : (err == HPE_HEADER_OVERFLOW ? 431 : 400);
+  if (!parse_error_message.empty()) {
+    refuse_request(status, parse_error_message, parse_error_code);
+    return;
+  }
   switch (status) {
     case 413:
-      queue_server_error(
+      refuse_request(
           413, "Request body is larger than " + std::to_string(server->limits.max_body_bytes) + " bytes",
           "Request.TooLarge");
       break;
     case 431:
-      queue_server_error(
+      refuse_request(
           431,
           "Request headers are larger than " + std::to_string(server->limits.max_header_bytes) + " bytes",
           "Request.HeadersTooLarge");
       break;
     default:
-      queue_server_error(400, "Malformed HTTP request", "Request.Malformed");
+      spdlog::debug("loopback client {}:{}: malformed request ({})", remote_address, remote_port,
+                    http_errno_description(err));
+      refuse_request(400, "Malformed HTTP request", "Request.Malformed");
       break;
   }
+}
+
+void HttpServer::Impl::Connection::refuse_request(int status, std::string_view message,
+                                                  std::string_view code) {
+  spdlog::debug("loopback client {}:{}: request refused with {}: {}", remote_address, remote_port, status,
+                message);
+  stop_parsing = true;
+  in_message = false;
+  headers_done = false;
+  pending_continue = false;
+  // The parser cannot resynchronise after an error, so the connection closes after this answer.
+  queue_server_error(status, message, code);
 }
 
 void HttpServer::Impl::Connection::queue_server_error(int status, std::string_view message,
@@ -777,6 +1178,9 @@ void HttpServer::Impl::Connection::flush() {
   }
   if (pipeline.empty() && pending_continue && in_message && headers_done) {
     pending_continue = false;
+    // The client may have waited for this before sending its body, while the earlier requests were ours to
+    // answer: its clock starts again now (the timer, armed for an earlier deadline, moves on when it fires).
+    request_started = last_read_at = uv_now(server->loop);
     write_raw("HTTP/1.1 100 Continue\r\n\r\n");
   }
   if (in_process) return;  // process_input finishes the bookkeeping
@@ -866,6 +1270,7 @@ void HttpServer::Impl::Connection::on_handle_closed(uv_handle_t* handle) {
   if (--c->open_handles == 0) {
     server->conns.erase(c);
     if (c->counted) --server->counted_connections;
+    if (c->reserve) --server->reserve_in_use;
     delete c;
   }
   server->handle_closed();
@@ -920,9 +1325,9 @@ void HttpServer::Impl::Connection::update_timer() {
     }
     return;
   }
-  // Until its first request a connection is on the header clock; afterwards it is an idle keep-alive.
+  // Until its first request a connection is on a request's clock; afterwards it is an idle keep-alive.
   if (!served_any) {
-    if (timer_mode != TimerMode::Header) set_timer(TimerMode::Header, server->limits.header_timeout_ms);
+    if (timer_mode != TimerMode::Request) start_request_clock();
   } else if (timer_mode != TimerMode::Idle) {
     set_timer(TimerMode::Idle, server->limits.idle_timeout_ms);
   }
@@ -934,12 +1339,44 @@ void HttpServer::Impl::Connection::set_timer(TimerMode mode, std::uint64_t ms) {
       &timer, [](uv_timer_t* t) { static_cast<Connection*>(t->data)->on_timeout(); }, ms, 0);
 }
 
+// Headers must be in within header_timeout_ms of the request's start; a body may pause at most
+// header_timeout_ms between reads; and the whole request must be in within request_timeout_ms plus the time
+// its body has earned at min_body_rate. Each bound only moves later as bytes arrive, never earlier, so a
+// timer armed for an earlier deadline is simply armed again when it fires (on_timeout) instead of on every
+// read.
+std::uint64_t HttpServer::Impl::Connection::request_deadline() const {
+  const HttpServerLimits& bounds = server->limits;
+  const std::uint64_t earned = bounds.min_body_rate > 0 ? body_received * 1000 / bounds.min_body_rate : 0;
+  const std::uint64_t whole = add_ms(add_ms(request_started, bounds.request_timeout_ms), earned);
+  const std::uint64_t phase = add_ms(headers_done ? last_read_at : request_started, bounds.header_timeout_ms);
+  std::uint64_t deadline = std::min(whole, phase);
+  // Earns nothing: priority requests are small, and slow clients must not keep the reserve.
+  if (reserve) deadline = std::min(deadline, add_ms(request_started, bounds.reserve_timeout_ms));
+  return deadline;
+}
+
+void HttpServer::Impl::Connection::start_request_clock() {
+  request_started = last_read_at = uv_now(server->loop);
+  body_received = 0;
+  arm_request_timer();
+}
+
+void HttpServer::Impl::Connection::arm_request_timer() {
+  const std::uint64_t now = uv_now(server->loop);
+  const std::uint64_t deadline = request_deadline();
+  set_timer(TimerMode::Request, deadline > now ? deadline - now : 0);
+}
+
 void HttpServer::Impl::Connection::on_timeout() {
   TimerMode mode = timer_mode;
   timer_mode = TimerMode::None;
   if (closing) return;
   switch (mode) {
-    case TimerMode::Header:
+    case TimerMode::Request:
+      if (request_deadline() > uv_now(server->loop)) {
+        arm_request_timer();  // bytes arrived since it was armed and moved the deadline on
+        break;
+      }
       spdlog::debug("loopback client {}:{}: request not received in time", remote_address, remote_port);
       stop_parsing = true;
       in_message = false;
@@ -983,17 +1420,22 @@ void HttpServer::Impl::on_connection(uv_stream_t* listener, int status) {
     c->close_now();
     return;
   }
+  if (server->counted_connections < server->limits.max_connections) {
+    c->counted = true;
+    ++server->counted_connections;
+  } else if (server->priority && server->reserve_in_use < server->limits.reserve_connections) {
+    // Its request decides (on_headers_complete) whether it may stay: only a priority one does.
+    c->reserve = true;
+    ++server->reserve_in_use;
+  }
   c->start();
-  if (server->counted_connections >= server->limits.max_connections) {
+  if (!c->counted && !c->reserve) {
     // Accepted only to be told why: a refused connect would look like the daemon being down.
-    spdlog::warn("loopback server: {} connections open; refusing {}:{}", server->counted_connections,
-                 c->remote_address, c->remote_port);
+    spdlog::warn("loopback server: {} connections open; refusing {}:{}",
+                 server->counted_connections + server->reserve_in_use, c->remote_address, c->remote_port);
     c->stop_parsing = true;
     c->queue_server_error(503, "Too many connections to knosc-syncd", "Server.Busy");
-    return;
   }
-  c->counted = true;
-  ++server->counted_connections;
 }
 
 void HttpServer::Impl::begin_shutdown() {
@@ -1066,8 +1508,8 @@ void HttpServer::Impl::maybe_finish() {
   if (owner_gone) delete this;
 }
 
-HttpServer::HttpServer(uv_loop_t* loop, Handler handler, HttpServerLimits limits)
-    : impl_(new Impl(loop, std::move(handler), limits)) {}
+HttpServer::HttpServer(uv_loop_t* loop, Handler handler, HttpServerLimits limits, PriorityPredicate priority)
+    : impl_(new Impl(loop, std::move(handler), limits, std::move(priority))) {}
 
 HttpServer::~HttpServer() {
   Impl* impl = impl_;

@@ -15,7 +15,9 @@
 
 #include "daemon/multipart.hpp"
 #include "daemon/status_report.hpp"
+#include "daemon/upload_rows.hpp"
 #include "daemon/upstream_answer.hpp"
+#include "replica/record_lookup.hpp"
 
 namespace knosc::daemon {
 
@@ -55,6 +57,18 @@ OJson failed_status(const std::string& message) {
   return OJson{{"status", "failed"},
                {"rows_processed", 0},
                {"errors", OJson::array({OJson{{"row", 0}, {"message", message}}})},
+               {"completed_at", iso8601_utc(unix_now())}};
+}
+
+// An upload refused here because rows lie outside the uploader's granular filters (or the file cannot be
+// checked), in the shape of upstream's failed jobs: Knosc fails a job with bad rows the same way.
+OJson refused_status(const std::vector<UploadRowError>& errors) {
+  OJson list = OJson::array();
+  for (const auto& e : errors)
+    list.push_back(OJson{{"row", e.row}, {"message", e.message}});
+  return OJson{{"status", "failed"},
+               {"rows_processed", 0},
+               {"errors", std::move(list)},
                {"completed_at", iso8601_utc(unix_now())}};
 }
 
@@ -165,6 +179,16 @@ std::string upload_file_name(std::string_view filename, std::string_view content
 std::chrono::milliseconds poll_delay(std::chrono::seconds since_forwarded) {
   const auto tenth = std::chrono::duration_cast<std::chrono::milliseconds>(since_forwarded) / 10;
   return std::clamp<std::chrono::milliseconds>(tenth, std::chrono::seconds(1), std::chrono::seconds(30));
+}
+
+bool same_local_user(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+bool may_see_job(const LocalSession& session, const JobRecord& job) {
+  return session.privileges.is_administrator() || same_local_user(session.username, job.local_user);
 }
 
 OJson job_view(const JobRecord& job) {
@@ -322,7 +346,7 @@ struct Jobs::Impl {
     const std::string module(trigger->module);
     if (req.method == "GET") {
       if (!session.privileges.allows(module, Access::View)) return respond(not_privileged());
-      return download(*trigger, std::move(respond));
+      return download(*trigger, session, std::move(respond));
     }
     if (req.method != "POST") return respond(route_not_found());
     if (!session.privileges.allows(module, Access::Edit)) return respond(not_privileged());
@@ -348,7 +372,9 @@ struct Jobs::Impl {
       const auto id = w["job_id"].get<std::string>();
       const JobRecord* job = find(id);
       const auto trig = w.find("trigger");
-      if (!job || (trig != w.end() && !trig->is_null() && *trig != nlohmann::json(job->trigger)))
+      // Another user's job does not exist for this one, as Knosc answers for records a role cannot see.
+      if (!job || !may_see_job(session, *job) ||
+          (trig != w.end() && !trig->is_null() && *trig != nlohmann::json(job->trigger)))
         return HttpResponse::knosc_error(400, "Job " + id + " not found.", "Job.NotFound");
       const JobTrigger* t = find_job_trigger(job->trigger);
       if (!t || !session.privileges.allows(std::string(t->module), Access::View)) return not_privileged();
@@ -398,15 +424,73 @@ struct Jobs::Impl {
     rec.local_user = session.username;
     rec.created_at = unix_now();
     auto shared = std::make_shared<Responder>(std::move(respond));
+    if (!trigger.takes_file || session.privileges.granular.empty())
+      return store(std::move(rec), file, std::move(file_name), std::move(content_type), {}, shared);
+    // The service account sends the file and sees every row, so a role's granular filters are applied here,
+    // to every row, before anything is stored. A reader thread does it: reading a large workbook takes a
+    // while (the loop keeps serving), and the records the rows name are looked up in the replica.
+    const bool xlsx = content_type == kXlsxType;
+    d.readers->post([this, rec = std::move(rec), file, file_name = std::move(file_name),
+                     content_type = std::move(content_type), shared, xlsx,
+                     filters = session.privileges.granular](replica::Replica& rep) mutable {
+      std::vector<UploadRowError> outside;
+      try {
+        // The trigger's lists whose records one column names (PO List Number, Forecast List Number, ...).
+        std::vector<const schema::Resource*> keyed;
+        NamedRecords named;
+        for (auto name : find_job_trigger(rec.trigger)->resources) {
+          const schema::Resource* res = rep.catalog().find(name);
+          if (!res || res->business_key.size() != 1) continue;
+          keyed.push_back(res);
+          named.columns.push_back(res->business_key.front());
+        }
+        replica::ReplicaLookup lookup(rep);
+        named.outside = [&](const std::string& column, const std::string& value) {
+          for (const auto* res : keyed) {
+            if (res->business_key.front() != column) continue;
+            for (const auto& record : lookup.find(*res, column, nlohmann::json(value), 16))
+              if (!record_within(filters, record)) return true;
+          }
+          return false;
+        };
+        outside = upload_rows_outside(*file, xlsx, filters, named);
+      } catch (const std::exception& e) {
+        spdlog::error("jobs: checking an upload of {} failed: {}", rec.trigger, e.what());
+        outside = {{0, "The file could not be checked against your role's granular filters."}};
+      }
+      d.inbox->post([this, rec = std::move(rec), file, file_name = std::move(file_name),
+                     content_type = std::move(content_type), shared, outside = std::move(outside)]() mutable {
+        store(std::move(rec), file, std::move(file_name), std::move(content_type), std::move(outside),
+              shared);
+      });
+    });
+  }
+
+  // Commits an upload, then answers as Knosc does. An upload with rows outside the uploader's granular
+  // filters is recorded as a job that failed here, with those rows as its errors, and without its file: it is
+  // never sent, and the tool learns which rows to fix by polling, as it would from Knosc.
+  void store(JobRecord rec, std::shared_ptr<std::string> file, std::string file_name,
+             std::string content_type, std::vector<UploadRowError> outside,
+             std::shared_ptr<Responder> shared) {
+    if (!outside.empty()) {
+      rec.state = JobState::Failed;
+      rec.upstream_status = refused_status(outside);
+      spdlog::warn(
+          "jobs: {} uploaded {} with {} row(s) outside their granular filters (first: row {}: {}); "
+          "not sent",
+          rec.local_user, rec.trigger, outside.size(), outside.front().row, outside.front().message);
+      file->clear();
+    }
     d.writer->post([this, rec, file, file_name, content_type, shared](replica::Replica& rep) mutable {
       std::optional<std::int64_t> seq;
       try {
         SQLite::Transaction tx(rep.db());
         const std::int64_t next = rep.db().execAndGet("SELECT COALESCE(MAX(seq), 0) + 1 FROM job").getInt64();
-        SQLite::Statement ins(rep.db(),
-                              "INSERT INTO job (job_id, trigger, file_name, content_type, file, local_user, "
-                              "created_at, state, updated_at, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-                              "'queued', ?7, ?8)");
+        SQLite::Statement ins(
+            rep.db(),
+            "INSERT INTO job (job_id, trigger, file_name, content_type, file, local_user, "
+            "created_at, state, updated_at, seq, upstream_status) VALUES (?1, ?2, ?3, ?4, ?5, "
+            "?6, ?7, ?9, ?7, ?8, ?10)");
         ins.bind(1, rec.job_id);
         ins.bind(2, rec.trigger);
         if (file->empty()) {
@@ -421,14 +505,23 @@ struct Jobs::Impl {
         ins.bind(6, rec.local_user);
         ins.bind(7, rec.created_at);
         ins.bind(8, next);
+        ins.bind(9, std::string(to_string(rec.state)));
+        if (rec.upstream_status.is_null()) {
+          ins.bind(10);
+        } else {
+          ins.bind(10, rec.upstream_status.dump());
+        }
         ins.exec();
         if (!file->empty()) {
-          // Only the last upload of a trigger can be downloaded; earlier ones already sent need no file.
-          SQLite::Statement clear(rep.db(),
-                                  "UPDATE job SET file = NULL WHERE trigger = ?1 AND job_id != ?2 AND "
-                                  "state != 'queued' AND file IS NOT NULL");
+          // Only a user's last upload of a trigger can be downloaded (by that user); earlier ones already
+          // sent need no file.
+          SQLite::Statement clear(
+              rep.db(),
+              "UPDATE job SET file = NULL WHERE trigger = ?1 AND job_id != ?2 AND "
+              "local_user = ?3 COLLATE NOCASE AND state != 'queued' AND file IS NOT NULL");
           clear.bind(1, rec.trigger);
           clear.bind(2, rec.job_id);
+          clear.bind(3, rec.local_user);
           clear.exec();
         }
         tx.commit();
@@ -443,6 +536,8 @@ struct Jobs::Impl {
         rec.seq = *seq;
         spdlog::info("jobs: {} uploaded {} ({} bytes) as {}", rec.local_user, rec.trigger, bytes, rec.job_id);
         const bool upload = find_job_trigger(rec.trigger)->takes_file;
+        // Knosc's answer, also for an upload refused here: Knosc too answers "queued" and fails the job
+        // later.
         OJson body{{"message", upload ? "File uploaded. Processing started." : "Job started."},
                    {"job_id", rec.job_id},
                    {"status", "queued"}};
@@ -453,19 +548,26 @@ struct Jobs::Impl {
     });
   }
 
-  // GET /api/job/{trigger}: the last file uploaded here; without one, Knosc's (another client's upload).
-  void download(const JobTrigger& trigger, Responder respond) {
+  // GET /api/job/{trigger}: the caller's own last upload of the trigger (an administrator's: anyone's), never
+  // another user's file, whose rows may lie outside the caller's granular filters. Without one stored here,
+  // an administrator gets Knosc's last file (any client's upload); other users get Job.NotFound, since
+  // Knosc's file may be anyone's.
+  void download(const JobTrigger& trigger, const LocalSession& session, Responder respond) {
     auto shared = std::make_shared<Responder>(std::move(respond));
     const std::string name(trigger.name);
-    d.readers->post([this, shared, name](replica::Replica& rep) {
+    const bool admin = session.privileges.is_administrator();
+    const std::string user = session.username;
+    d.readers->post([this, shared, name, admin, user](replica::Replica& rep) {
       std::optional<HttpResponse> found;
       bool failed = false;
       try {
         SQLite::Statement q(
             rep.db(),
             "SELECT file, file_name, content_type FROM job WHERE trigger = ?1 AND file IS NOT "
-            "NULL ORDER BY seq DESC LIMIT 1");
+            "NULL AND (?2 OR local_user = ?3 COLLATE NOCASE) ORDER BY seq DESC LIMIT 1");
         q.bind(1, name);
+        q.bind(2, admin ? 1 : 0);
+        q.bind(3, user);
         if (q.executeStep()) {
           HttpResponse r;
           r.status = 200;
@@ -479,13 +581,13 @@ struct Jobs::Impl {
         spdlog::error("jobs: reading the last file of {} failed: {}", name, e.what());
         failed = true;
       }
-      d.inbox->post([this, shared, name, found = std::move(found), failed]() mutable {
+      d.inbox->post([this, shared, name, admin, found = std::move(found), failed]() mutable {
         if (failed)
           return (*shared)(HttpResponse::knosc_error(500, "Internal Server Error", "Server.InternalError"));
         if (found) return (*shared)(std::move(*found));
         auto none =
             HttpResponse::knosc_error(400, "No file has been uploaded for " + name + ".", "Job.NotFound");
-        if (!d.upstream || link_down()) return (*shared)(std::move(none));
+        if (!admin || !d.upstream || link_down()) return (*shared)(std::move(none));
         d.upstream->call("GET", "/job/" + name, "", [shared, none](sync::ApiResult r) mutable {
           if (r.kind != sync::ApiResult::Kind::Ok && r.kind != sync::ApiResult::Kind::HttpError)
             return (*shared)(std::move(none));
@@ -723,12 +825,13 @@ struct Jobs::Impl {
         }
         st.bind(8, unix_now());
         st.exec();
-        // A sent upload keeps its file only while it is the last one of its trigger (for the download).
+        // A sent upload keeps its file only while it is its user's last file of the trigger (for the
+        // download).
         SQLite::Statement clear(
             rep.db(),
             "UPDATE job SET file = NULL WHERE job_id = ?1 AND state != 'queued' AND EXISTS "
-            "(SELECT 1 FROM job AS later WHERE later.trigger = job.trigger AND later.seq > "
-            "job.seq)");
+            "(SELECT 1 FROM job AS later WHERE later.trigger = job.trigger AND later.local_user = "
+            "job.local_user COLLATE NOCASE AND later.seq > job.seq AND later.file IS NOT NULL)");
         clear.bind(1, rec.job_id);
         clear.exec();
         tx.commit();

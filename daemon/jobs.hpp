@@ -10,6 +10,11 @@
 // until it has been forwarded, then upstream's last known status, errors included), and GET
 // /api/job/{trigger} downloads the last file uploaded for that trigger.
 //
+// Knosc sees only the service account, so the daemon keeps users apart itself. An upload from a role with
+// granular filters is read row by row first (daemon/upload_rows.hpp); rows outside the filters fail the job
+// here with those rows as its errors, and it is never sent. A user polls and downloads only their own jobs
+// and files; administrators see everyone's (docs/LOOPBACK_API.md, "Jobs").
+//
 // Ownership and threads: owned by the daemon; every member runs on the uv loop thread. The table is written
 // through the ReplicaWriter and read by ReplicaReaders; answers come back through the LoopInbox. The jobs'
 // metadata (not their files) are also held in memory, so polling never waits for the database.
@@ -107,6 +112,11 @@ struct JobRecord {
   std::string last_error;
   std::optional<std::int64_t> forwarded_at;
 };
+
+// Whether a user may poll a job: their own (usernames compare without regard to ASCII case, as local_user
+// does), or any job for administrators.
+bool same_local_user(std::string_view a, std::string_view b);
+bool may_see_job(const LocalSession& session, const JobRecord& job);
 
 // The job's object in GET /api/job's answer, in Knosc's shape ({"trigger", "job_id", "status",
 // "rows_processed", "errors", "completed_at"}): "queued" with no errors until forwarded, then upstream's

@@ -178,7 +178,13 @@ struct LoopbackApi::Impl {
 
   explicit Impl(LoopbackDeps deps)
       : d(std::move(deps)),
-        server(d.loop, [this](const HttpRequest& req, Responder r) { handle(req, std::move(r)); }),
+        server(
+            d.loop, [this](const HttpRequest& req, Responder r) { handle(req, std::move(r)); }, {},
+            // Health and readiness probes are answered from the server's reserve connections too.
+            [](const HttpRequest& req) {
+              return req.method == "GET" && req.segments.size() == 2 && req.segments[0] == "syncd" &&
+                     (req.segments[1] == "health" || req.segments[1] == "ready");
+            }),
         cache(d.config ? static_cast<std::size_t>(d.config->response_cache_mb) << 20 : 0, d.changes) {
     if (!d.changes) return;
     const auto add = [this](std::vector<std::size_t>& to, const std::string& name) {
@@ -268,7 +274,7 @@ struct LoopbackApi::Impl {
   // ------------------------------------------------------------------------------------------
   void handle(const HttpRequest& req, Responder raw_respond) {
     Responder respond = counted(std::move(raw_respond));
-    const auto seg = split_path(req.path);
+    const auto& seg = req.segments;  // the canonical parse the server checked
     const std::string& m = req.method;
 
     if (m == "GET" && req.path == "/metrics") return metrics(std::move(respond));
@@ -380,7 +386,7 @@ struct LoopbackApi::Impl {
   // spelling, the parsed body. The upstream request is rebuilt from these, never from the raw target or body.
   struct WriteRequest {
     std::string method;
-    std::vector<std::string> seg;           // "api" first, as split_path gives them
+    std::vector<std::string> seg;           // "api" first, as HttpRequest::segments holds them
     const schema::Resource* res = nullptr;  // the mirrored resource changed, null for other change routes
     std::optional<replica::RecordId> id;    // the record the path names
     OJson body;                             // null: none (a DELETE)
@@ -465,7 +471,7 @@ struct LoopbackApi::Impl {
     auto body = json_body(req, true);
     if (auto* refusal = std::get_if<HttpResponse>(&body)) return respond(std::move(*refusal));
     // The route is one of three fixed names (checked by the caller); the body goes as it was parsed.
-    const std::string path = upstream_path({split_path(req.path).at(1)});
+    const std::string path = upstream_path({req.segments.at(1)});
     auto shared = std::make_shared<Responder>(std::move(respond));
     d.upstream->call(req.method, path, std::get<OJson>(body).dump(), [shared](sync::ApiResult r) mutable {
       if (r.kind == sync::ApiResult::Kind::Transport || r.kind == sync::ApiResult::Kind::LockedOut ||

@@ -279,6 +279,12 @@ int run_daemon(const Config& config) {
   });
   deps.jobs = rt.jobs.get();
   deps.analytics = rt.analytics.get();
+  // Stored users and sessions are in memory before the loopback accepts a request: a tool that kept its
+  // session across a restart must not get 401 Token.Invalid for calling in the moment between the two.
+  bool auth_loaded = false;
+  rt.auth->start([&auth_loaded] { auth_loaded = true; });
+  while (!auth_loaded)
+    uv_run(&rt.loop, UV_RUN_ONCE);
   rt.loopback = std::make_unique<LoopbackApi>(deps);
   if (int rc = rt.loopback->listen(); rc != 0) {
     spdlog::critical("loopback: cannot listen on {}:{}: {}", config.loopback_host, config.loopback_port,
@@ -347,7 +353,6 @@ int run_daemon(const Config& config) {
   rt.link->start();
   rt.puller->start();
   rt.pusher->start();
-  rt.auth->start([] {});
   rt.jobs->start();
   rt.analytics->start();
   sd_notify(0, "READY=1\nSTATUS=Replica open; syncing");

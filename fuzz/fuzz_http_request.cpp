@@ -7,7 +7,8 @@
 // reported as a hang by aborting).
 //
 // The handler answers 200. Requests whose target contains "defer" are answered later, after the loop has
-// run again and in the reverse order of their arrival, so the pipeline's reordering is exercised too.
+// run again and in the reverse order of their arrival, so the pipeline's reordering is exercised too. It
+// aborts when a request reaches it with segments other than its path's (see HttpRequest::segments).
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -60,6 +61,8 @@ struct Harness {
     limits.max_header_bytes = 2048;
     limits.max_body_bytes = 4096;
     limits.header_timeout_ms = 200;
+    limits.request_timeout_ms = 400;
+    limits.min_body_rate = 16 * 1024;
     limits.idle_timeout_ms = 200;
     limits.linger_ms = 20;
     limits.max_pipelined = 4;
@@ -73,6 +76,15 @@ struct Harness {
   }
 
   void handle(const HttpRequest& req, const Responder& respond) {
+    // A request reaching a handler has a canonical path: routes split it into the segments the server
+    // validated, and they encode back to a path that parses to the same segments.
+    if (req.path != "*") {
+      if (knosc::daemon::split_path(req.path) != req.segments) std::abort();
+      std::vector<std::string> again;
+      if (knosc::daemon::parse_target_path(knosc::daemon::encode_path(req.segments), again) ||
+          again != req.segments)
+        std::abort();
+    }
     HttpResponse res;
     // Touch what routes read, so their parsing runs on fuzzed requests too.
     auto params = req.query_params();

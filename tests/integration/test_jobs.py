@@ -192,9 +192,12 @@ def test_privileges_and_bad_requests_answer_as_knosc(env):
     assert r.status_code == 403 and r.json() == {"Message": "Not Privileged for this action",
                                                  "Code": "User.NotPrivileged"}
     job = upload(admin, base, "unit-master", units, "u.csv")
-    assert poll(viewer, base, "unit-master", job)["job_id"] == job  # View is enough to poll
+    # Only the uploader (and administrators) may poll a job; to anyone else it does not exist
+    # (test_security_jobs.py).
+    r = viewer.get(base + "/job", params={"jobs": json.dumps([{"trigger": "unit-master", "job_id": job}])})
+    assert r.status_code == 400 and r.json() == {"Message": f"Job {job} not found.", "Code": "Job.NotFound"}
     r = buyer.get(base + "/job", params={"jobs": json.dumps([{"trigger": "unit-master", "job_id": job}])})
-    assert r.status_code == 403
+    assert r.status_code == 400 and r.json()["Code"] == "Job.NotFound"
     assert buyer.get(base + "/job/unit-master").status_code == 403
 
     r = admin.post(base + "/job/purchase-order", files={"file": ("x.csv", units)})

@@ -286,11 +286,24 @@ struct AnalyticsCache::Impl {
     r.scope = route->scope;
     r.privileges = session.privileges;
     r.last_used = unix_now();
-    auto shared = std::make_shared<Responder>(std::move(respond));
-    if (!d.upstream || link_down()) return from_copy(key, std::optional<bool>(false), shared);
-    fetch(key, [this, key, shared](std::optional<HttpResponse> fresh) {
-      if (fresh) return (*shared)(std::move(*fresh));
-      from_copy(key, std::nullopt, shared);
+    if (!d.upstream || link_down())
+      return from_copy(key, std::optional<bool>(false), std::make_shared<Responder>(std::move(respond)));
+    // Knosc gets `upstream_wait` to answer; then the stored copy answers (or 503 without one), and Knosc's
+    // late answer is only stored. The wait counts as outstanding work, so stop() waits for its end.
+    ++outstanding;
+    auto deadline =
+        UpstreamDeadline::arm(d.loop, d.upstream_wait, std::move(respond), [this, key](Responder late) {
+          spdlog::info("analytics cache: Knosc did not answer {} within {} ms; the stored copy answers", key,
+                       d.upstream_wait.count());
+          from_copy(key, std::nullopt, std::make_shared<Responder>(std::move(late)));
+          release();
+        });
+    fetch(key, [this, key, deadline](std::optional<HttpResponse> fresh) {
+      auto in_time = deadline->take();
+      if (!in_time) return;  // after the wait: a success was stored all the same
+      release();
+      if (fresh) return (*in_time)(std::move(*fresh));
+      from_copy(key, std::nullopt, std::make_shared<Responder>(std::move(*in_time)));
     });
   }
 

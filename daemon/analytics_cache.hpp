@@ -3,11 +3,11 @@
 // replica (API-NOTES §14): the dashboards (`/api/dashboard-*`), the navigation bar, the scenario projections
 // (`/api/scenario-*-details/{scenario_id}`) and the upload templates (`/api/templates[/{trigger}]`).
 //
-// Online, each request is answered with upstream's answer, fetched under the service account after the
-// caller's own privilege was checked here, and a 200 is stored in the replica's `cached_response` table.
-// Keys used recently are fetched again on a schedule, so their stored copies stay recent. When Knosc cannot
-// be reached (or fails transiently), the stored copy answers, with its age in `X-Knosc-Syncd-Data-Age`;
-// without one, 503 Sync.Offline.
+// Online, each request is answered with upstream's answer when it comes within `upstream_wait`, fetched under
+// the service account after the caller's own privilege was checked here, and a 200 is stored in the replica's
+// `cached_response` table. Keys used recently are fetched again on a schedule, so their stored copies stay
+// recent. When Knosc cannot be reached (or fails transiently), the stored copy answers, with its age in
+// `X-Knosc-Syncd-Data-Age`; without one, 503 Sync.Offline.
 //
 // Whose answer: the service account sees the whole tenant, the caller may not. The key holds the route, its
 // query and the caller's scope (see CacheScope). Answers computed over rows (dashboards, scenarios) are only
@@ -35,6 +35,7 @@
 #include "daemon/http_server.hpp"
 #include "daemon/local_auth.hpp"
 #include "daemon/replica_readers.hpp"
+#include "daemon/upstream_deadline.hpp"
 #include "replica/writer.hpp"
 #include "sync/loop_inbox.hpp"
 #include "sync/upstream_session.hpp"
@@ -109,6 +110,9 @@ struct AnalyticsCacheDeps {
   sync::LoopInbox* inbox = nullptr;
   sync::UpstreamSession* upstream = nullptr;    // the service account's session
   std::function<std::optional<bool>()> online;  // the link to Knosc (sync::LinkMonitor)
+  // How long a tool's request waits for Knosc (`[loopback] login_wait_ms`); then the stored copy answers, or
+  // 503 Sync.Offline without one. Knosc's late answer is still stored for the next request.
+  std::chrono::milliseconds upstream_wait{1500};
 };
 
 class AnalyticsCache {

@@ -145,6 +145,7 @@ Config load_config(const std::string& path) {
                                 .value_or(static_cast<int>(c.refresh_ttl_seconds));
     c.offline_login_ttl_seconds = r.integer("offline_login_ttl_seconds", 0, 365 * 24 * 3600)
                                       .value_or(static_cast<int>(c.offline_login_ttl_seconds));
+    c.login_wait_ms = r.integer("login_wait_ms", 50, 120'000).value_or(c.login_wait_ms);
     r.reject_unknown();
   }
 

@@ -49,6 +49,9 @@ struct Config {
   std::int64_t access_ttl_seconds = 15 * 60;
   std::int64_t refresh_ttl_seconds = 30 * 24 * 3600;
   std::int64_t offline_login_ttl_seconds = 7 * 24 * 3600;
+  // The longest a login (and every other loopback call that needs Knosc's own answer: password routes,
+  // analytics not cached yet) waits for Knosc before it is answered without it.
+  int login_wait_ms = 1500;
 
   // [sync]
   sync::PullOptions pull;

@@ -462,8 +462,9 @@ struct LoopbackApi::Impl {
   }
 
   // Password routes that need no session (first sign-in, forgot and reset password) only make sense with
-  // Knosc: passed through while it is reachable, answered 503 Sync.Offline while it is not. Their bodies
-  // carry passwords and tokens and are never logged.
+  // Knosc: passed through while it is reachable, answered 503 Sync.Offline while it is not, or when it has
+  // not answered within `[loopback] login_wait_ms` (a late answer is dropped: the tool was already told to
+  // try again). Their bodies carry passwords and tokens and are never logged.
   void forward_public(const HttpRequest& req, Responder respond) {
     if (!d.upstream || (d.online && d.online() == std::optional<bool>(false)))
       return respond(HttpResponse::knosc_error(
@@ -472,13 +473,23 @@ struct LoopbackApi::Impl {
     if (auto* refusal = std::get_if<HttpResponse>(&body)) return respond(std::move(*refusal));
     // The route is one of three fixed names (checked by the caller); the body goes as it was parsed.
     const std::string path = upstream_path({req.segments.at(1)});
-    auto shared = std::make_shared<Responder>(std::move(respond));
-    d.upstream->call(req.method, path, std::get<OJson>(body).dump(), [shared](sync::ApiResult r) mutable {
-      if (r.kind == sync::ApiResult::Kind::Transport || r.kind == sync::ApiResult::Kind::LockedOut ||
-          r.kind == sync::ApiResult::Kind::AuthFailed)
-        return (*shared)(HttpResponse::knosc_error(
-            503, "Knosc cannot be reached; try again when the link is back.", "Sync.Offline"));
-      (*shared)(pass_through(r.response));
+    const auto wait = std::chrono::milliseconds(d.config ? d.config->login_wait_ms : 1500);
+    auto deadline = UpstreamDeadline::arm(d.loop, wait, std::move(respond), [wait, path](Responder late) {
+      spdlog::warn("loopback: Knosc did not answer POST {} within {} ms; the tool is told to try again", path,
+                   wait.count());
+      late(HttpResponse::knosc_error(
+          503, "Knosc did not answer in time; try again when the link to Knosc is back.", "Sync.Offline"));
+    });
+    d.upstream->call(req.method, path, std::get<OJson>(body).dump(), [deadline, path](sync::ApiResult r) {
+      HttpResponse out =
+          r.kind == sync::ApiResult::Kind::Transport || r.kind == sync::ApiResult::Kind::LockedOut ||
+                  r.kind == sync::ApiResult::Kind::AuthFailed
+              ? HttpResponse::knosc_error(503, "Knosc cannot be reached; try again when the link is back.",
+                                          "Sync.Offline")
+              : pass_through(r.response);
+      if (!deadline->answer(std::move(out)))
+        spdlog::info("loopback: Knosc answered POST {} after the wait (HTTP {}); that answer is dropped",
+                     path, r.status);
     });
   }
 
@@ -1086,10 +1097,12 @@ struct LoopbackApi::Impl {
     const auto sessions = d.auth->active_sessions();
     const auto push = d.push_status ? std::optional<sync::PushStatus>(d.push_status()) : std::nullopt;
     const auto cached = cache.stats();
-    read(std::move(respond), [link, answered_now, sessions, push, cached](replica::Replica& rep) {
+    const std::int64_t ttl = d.config ? d.config->offline_login_ttl_seconds : 7 * 24 * 3600;
+    read(std::move(respond), [link, answered_now, sessions, push, cached, ttl](replica::Replica& rep) {
       const auto st = rep.status();
       std::ostringstream o;
       o << upstream_metrics(link);
+      o << offline_horizon_metrics(read_offline_horizon(rep, ttl), link, unix_now());
       o << "# HELP knosc_syncd_replica_rows Rows mirrored per resource.\n# TYPE knosc_syncd_replica_rows "
            "gauge\n";
       for (const auto& r : st.resources)

@@ -225,6 +225,7 @@ int run_daemon(const Config& config) {
   auth_options.access_ttl_seconds = config.access_ttl_seconds;
   auth_options.refresh_ttl_seconds = config.refresh_ttl_seconds;
   auth_options.offline_login_ttl_seconds = config.offline_login_ttl_seconds;
+  auth_options.login_wait = std::chrono::milliseconds(config.login_wait_ms);
   auto* puller = rt.puller.get();
   rt.auth = std::make_unique<LocalAuth>(&rt.loop, auth_options, *rt.writer, *rt.inbox,
                                         [link] { return link->online(); });
@@ -269,8 +270,9 @@ int run_daemon(const Config& config) {
   rt.jobs =
       std::make_unique<Jobs>(JobsDeps{&rt.loop, rt.writer.get(), rt.readers.get(), rt.inbox.get(),
                                       rt.session.get(), deps.online, deps.trigger_pull, config.pull.backoff});
-  rt.analytics = std::make_unique<AnalyticsCache>(AnalyticsCacheDeps{
-      &rt.loop, rt.writer.get(), rt.readers.get(), rt.inbox.get(), rt.session.get(), deps.online});
+  rt.analytics = std::make_unique<AnalyticsCache>(
+      AnalyticsCacheDeps{&rt.loop, rt.writer.get(), rt.readers.get(), rt.inbox.get(), rt.session.get(),
+                         deps.online, std::chrono::milliseconds(config.login_wait_ms)});
   // When the link comes back, whatever backed off during the outage tries again at once.
   link->on_link_back([puller, pusher, jobs = rt.jobs.get()] {
     puller->link_returned();

@@ -11,11 +11,13 @@
 #include <chrono>
 #include <deque>
 #include <limits>
+#include <set>
 #include <stdexcept>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
+#include "daemon/status_report.hpp"
 #include "daemon/upstream_answer.hpp"
 
 namespace knosc::daemon {
@@ -46,7 +48,10 @@ constexpr std::size_t kCsrfRandomBytes = 16;
 // As knosc-sim: a correct password lets verify-2fa finish the login for five minutes.
 constexpr std::int64_t kPendingSecondFactorSeconds = 300;
 // Expired sessions and unusable cached credentials are swept this often; nothing depends on the exact time.
-constexpr std::uint64_t kPurgeIntervalMs = 3600 * 1000;
+constexpr std::int64_t kPurgeIntervalSeconds = 3600;
+// The offline horizon (daemon/status_report.hpp) is read, kept for `knosc-syncd status` and checked for
+// warnings this often.
+constexpr std::uint64_t kHorizonIntervalMs = 10'000;
 // Logins are checked upstream one at a time; more than this many waiting is a runaway tool, not a plant
 // shift.
 constexpr std::size_t kMaxWaitingLogins = 64;
@@ -58,6 +63,14 @@ constexpr int kMaxLockDoublings = 20;  // 2^20 x 30 s is a year; the cap only ke
 constexpr const char* kOfflineInvalidMessage =
     "Invalid username or password. Knosc cannot be reached: only accounts that logged in here recently can "
     "log in until it is back.";
+// Offline (or when Knosc does not answer within the login wait), an account without a usable cached
+// credential gets 503: the loopback cannot check its password, and saying "wrong password" would send people
+// looking for a typo. This tells someone on the plant machine that the address has not logged in here
+// recently (docs/LOOPBACK_API.md, security); the same hashing work is spent as for a cached account, so the
+// time taken says nothing more.
+constexpr const char* kOfflineUnknownMessage =
+    "Knosc cannot be reached, and this account has not logged in through knosc-syncd on this machine before "
+    "(or not recently enough): its password can be checked only when the link to Knosc is back.";
 constexpr const char* kOfflineTwoFactorMessage =
     "Knosc cannot be reached, and this account uses two-factor authentication, which only Knosc can check. "
     "Log in again when the link to Knosc is back.";
@@ -155,6 +168,9 @@ HttpResponse invalid_totp() {
 }
 HttpResponse offline_invalid_credentials() {
   return HttpResponse::knosc_error(401, kOfflineInvalidMessage, "User.InvalidCredentials");
+}
+HttpResponse offline_unknown_user() {
+  return HttpResponse::knosc_error(503, kOfflineUnknownMessage, "Sync.Offline");
 }
 HttpResponse offline_two_factor() {
   return HttpResponse::knosc_error(503, kOfflineTwoFactorMessage, "Sync.Offline");
@@ -257,7 +273,18 @@ struct LoginJob {
   std::string key;       // lower-cased
   std::string password;  // the password step's; for a second factor, the remembered one (filled when it runs)
   std::string totp_code;
-  Responder respond;
+  Responder respond;  // null once the tool has its answer
+
+  // The bound on the wait for Knosc (LocalAuthOptions::login_wait), and the check against the cache made
+  // meanwhile, so that when the wait runs out the cached credential answers at once.
+  enum class Local { NotStarted, Pending, Match, Mismatch, NoCredential, Failed };
+  Local local = Local::NotStarted;
+  CachedUser snapshot;         // the cached user the password was checked against (Match, Mismatch)
+  bool wait_over = false;      // the cache decides: the wait ran out, or Knosc cannot answer
+  bool upstream_done = false;  // Knosc's part is over, or was never started
+  std::string opened_sid;      // the session the cache opened; Knosc's refusal, arriving later, ends it
+
+  bool answered() const { return !respond; }
 
   LoginJob() = default;
   LoginJob(const LoginJob&) = delete;
@@ -454,6 +481,20 @@ Privileges Privileges::from_profile(const nlohmann::json& profile_data) {
   return p;
 }
 
+std::vector<CachedLogin> cached_logins(replica::Replica& rep) {
+  std::vector<CachedLogin> out;
+  SQLite::Statement q(rep.db(), "SELECT username, verified_at, profile FROM local_user ORDER BY username");
+  while (q.executeStep()) {
+    CachedLogin c;
+    c.username = q.getColumn(0).getString();
+    c.verified_at = q.getColumn(1).getInt64();
+    const Json profile = Json::parse(q.getColumn(2).getString(), nullptr, false);
+    c.two_factor = json_flag(profile, "2FA Enabled");
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 // --- Pure helpers ---------------------------------------------------------------------------------------
 
 std::vector<std::string> login_cookies(const std::string& access, const std::string& refresh,
@@ -568,6 +609,19 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
   std::unordered_map<std::string, SessionGroup> groups;  // by session id
   std::unordered_map<std::string, PendingSecondFactor> pending_second_factor;
 
+  // The login wait's timer of one job; freed in its close callback, which may run after the Impl is gone.
+  struct JobTimer {
+    uv_timer_t timer{};
+    std::weak_ptr<Impl> owner;
+    std::weak_ptr<LoginJob> job;
+  };
+  struct Armed {
+    JobPtr job;
+    JobTimer* timer = nullptr;
+  };
+  std::unordered_map<const LoginJob*, Armed> armed;  // jobs whose wait runs
+  std::size_t open_job_timers = 0;
+
   std::deque<JobPtr> waiting;
   JobPtr current;  // the one login being checked; the others wait their turn
   bool dispatching = false;
@@ -575,6 +629,10 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
   std::uint64_t next_write_id = 0;
   std::unordered_map<std::uint64_t, std::function<void(bool)>> pending_writes;
   std::size_t pending_hashes = 0;
+
+  std::int64_t last_purge = 0;
+  bool horizon_in_flight = false;
+  std::set<std::string> horizon_warned;  // offline horizon items already warned about
 
   bool closing = false;
   bool http_closed = false;
@@ -595,6 +653,11 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
     // Destroyed without close(): the client drops its callbacks, and the timer's close callback only frees
     // it.
     wipe_pending_second_factors();
+    for (auto& [key, a] : armed) {
+      uv_timer_stop(&a.timer->timer);
+      uv_close(reinterpret_cast<uv_handle_t*>(&a.timer->timer), &Impl::on_job_timer_closed);
+    }
+    armed.clear();
     if (timer != nullptr && !closing) {
       uv_timer_stop(&timer->timer);
       uv_close(reinterpret_cast<uv_handle_t*>(&timer->timer), &Impl::on_timer_closed);
@@ -617,6 +680,46 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
       owner->timer_closed = true;
       owner->maybe_closed();
     }
+  }
+
+  static void on_job_timer_closed(uv_handle_t* handle) {
+    auto* box = static_cast<JobTimer*>(handle->data);
+    auto owner = box->owner.lock();
+    delete box;
+    if (owner) {
+      --owner->open_job_timers;
+      owner->maybe_closed();
+    }
+  }
+
+  // Starts the job's wait for Knosc; when it runs out first, the cached credential decides.
+  void arm_wait(const JobPtr& job) {
+    auto* box = new JobTimer;
+    box->owner = weak_from_this();
+    box->job = job;
+    box->timer.data = box;
+    uv_timer_init(loop, &box->timer);
+    ++open_job_timers;
+    armed[job.get()] = Armed{job, box};
+    const auto ms = static_cast<std::uint64_t>(std::max<std::int64_t>(0, options.login_wait.count()));
+    uv_timer_start(
+        &box->timer,
+        [](uv_timer_t* t) {
+          auto* b = static_cast<JobTimer*>(t->data);
+          auto owner = b->owner.lock();
+          auto waiting_job = b->job.lock();
+          if (owner && waiting_job) owner->wait_ran_out(waiting_job);
+        },
+        ms, 0);
+  }
+
+  void disarm(const JobPtr& job) {
+    const auto it = armed.find(job.get());
+    if (it == armed.end()) return;
+    JobTimer* box = it->second.timer;
+    armed.erase(it);
+    uv_timer_stop(&box->timer);
+    uv_close(reinterpret_cast<uv_handle_t*>(&box->timer), &Impl::on_job_timer_closed);
   }
 
   void wipe_pending_second_factors() {
@@ -651,13 +754,14 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
           }
           spdlog::info("local auth: {} cached user(s), {} session(s) loaded", users.size(), groups.size());
           purge();
+          check_horizon();
           if (!closing && timer != nullptr) {
             uv_timer_start(
                 &timer->timer,
                 [](uv_timer_t* t) {
-                  if (auto owner = static_cast<TimerBox*>(t->data)->owner.lock()) owner->purge();
+                  if (auto owner = static_cast<TimerBox*>(t->data)->owner.lock()) owner->tick();
                 },
-                kPurgeIntervalMs, kPurgeIntervalMs);
+                kHorizonIntervalMs, kHorizonIntervalMs);
           }
           if (done) done();
         });
@@ -674,7 +778,12 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
     auto queued = std::move(waiting);
     waiting.clear();
     for (auto& job : queued)
-      job->respond(shutting_down());
+      answer(job, shutting_down());
+    std::vector<JobPtr> still_armed;
+    for (auto& [key, a] : armed)
+      still_armed.push_back(a.job);
+    for (auto& job : still_armed)
+      disarm(job);
     if (timer != nullptr) {
       uv_timer_stop(&timer->timer);
       uv_close(reinterpret_cast<uv_handle_t*>(&timer->timer), &Impl::on_timer_closed);
@@ -694,7 +803,9 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
 
   // Done once no handle, hash or replica write of ours is outstanding, so nothing of ours runs afterwards.
   void maybe_closed() {
-    if (!closing || !http_closed || !timer_closed || pending_hashes != 0 || !pending_writes.empty()) return;
+    if (!closing || !http_closed || !timer_closed || pending_hashes != 0 || !pending_writes.empty() ||
+        open_job_timers != 0)
+      return;
     auto callbacks = std::move(on_closed);
     on_closed.clear();
     for (auto& cb : callbacks)
@@ -859,8 +970,37 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
+  void tick() {
+    if (now_seconds() - last_purge >= kPurgeIntervalSeconds) purge();
+    check_horizon();
+  }
+
+  // Reads the offline horizon, keeps it in the daemon state when it changed, and warns once per cached user
+  // when 80 % of their offline login period has passed while the link is down.
+  void check_horizon() {
+    if (closing || horizon_in_flight) return;
+    horizon_in_flight = true;
+    auto result = std::make_shared<std::optional<OfflineHorizon>>();
+    const std::int64_t ttl = options.offline_login_ttl_seconds;
+    persist(
+        [result, ttl](replica::Replica& rep) {
+          OfflineHorizon h = read_offline_horizon(rep, ttl);
+          const std::string value = offline_horizon_state(h);
+          if (rep.state(kOfflineHorizonStateKey) != value) rep.set_state(kOfflineHorizonStateKey, value);
+          *result = std::move(h);
+        },
+        [this, result](bool ok) {
+          horizon_in_flight = false;
+          if (!ok || !*result) return;
+          for (const auto& w :
+               horizon_warnings(horizon_items(**result), online() == false, now_seconds(), horizon_warned))
+            spdlog::warn("offline horizon: {}", w.message);
+        });
+  }
+
   void purge() {
     const std::int64_t now = now_seconds();
+    last_purge = now;
     std::vector<std::string> dead_tokens;
     std::vector<std::string> dead_users;
     for (auto g = groups.begin(); g != groups.end();) {
@@ -977,6 +1117,11 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
       job->respond(shutting_down());
       return;
     }
+    if (online() == false) {
+      // The link is known to be down: no wait at all, and no queue (a check in flight may still hang).
+      run_offline(job);
+      return;
+    }
     if (waiting.size() >= kMaxWaitingLogins) {
       HttpResponse busy = HttpResponse::knosc_error(
           503, "Too many logins are waiting to be checked; try again shortly.", "Sync.Busy");
@@ -984,6 +1129,9 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
       job->respond(std::move(busy));
       return;
     }
+    // The wait starts now, not when the job's turn comes: logins queue behind a check that hangs.
+    arm_wait(job);
+    if (!job->second_factor) local_precheck(job);
     waiting.push_back(std::move(job));
     if (!current) next_job();
   }
@@ -1007,18 +1155,187 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
     dispatching = false;
   }
 
-  // Answers the job (once; later calls are ignored) and lets the next one run.
-  void finish(const JobPtr& job, HttpResponse response) {
+  // Answers the tool, once: later calls are ignored (the wait ran out and the cache answered, or Knosc's
+  // verdict came first).
+  void answer(const JobPtr& job, HttpResponse response) {
+    disarm(job);
     if (!job->respond) return;
     auto respond = std::move(job->respond);
     job->respond = nullptr;
+    respond(std::move(response));
+  }
+
+  // Knosc's part of the job is over: its secrets go, and the next login may use the upstream client.
+  void done_upstream(const JobPtr& job) {
+    job->upstream_done = true;
     wipe(job->password);
     wipe(job->totp_code);
-    respond(std::move(response));
     if (current == job) {
       current.reset();
       next_job();
     }
+  }
+
+  // Knosc's verdict (or the end of the job on Knosc's side): answers the tool unless it was answered already,
+  // and lets the next login run.
+  void finish(const JobPtr& job, HttpResponse response) {
+    answer(job, std::move(response));
+    done_upstream(job);
+  }
+
+  // An answer decided by the cache; Knosc's part, if still running, goes on and may still change the cache.
+  void local_answer(const JobPtr& job, HttpResponse response) {
+    answer(job, std::move(response));
+    if (job->upstream_done) done_upstream(job);
+  }
+
+  // Checks the password against the cached credential on the thread pool while Knosc is asked, so that the
+  // cache can answer the moment the wait runs out. An account without a usable credential costs the same
+  // hashing work (with a throwaway salt), so the time taken does not tell whether it has logged in here.
+  void local_precheck(const JobPtr& job) {
+    job->local = LoginJob::Local::Pending;
+    const auto it = users.find(job->key);
+    const bool usable = it != users.end() && usable_offline(it->second, now_seconds());
+    std::string salt;
+    int iterations = options.pbkdf2_iterations;
+    if (usable) {
+      job->snapshot = it->second;
+      salt = job->snapshot.salt;
+      iterations = job->snapshot.iterations;
+    } else {
+      salt = random_bytes(kSaltBytes);
+    }
+    hash_password(job->password, salt, iterations, [this, job, usable](std::optional<std::string> hash) {
+      if (!hash) {
+        job->local = LoginJob::Local::Failed;
+      } else if (!usable) {
+        job->local = LoginJob::Local::NoCredential;
+      } else {
+        job->local = constant_time_equal(*hash, job->snapshot.hash) ? LoginJob::Local::Match
+                                                                    : LoginJob::Local::Mismatch;
+      }
+      if (job->wait_over) apply_local(job);
+    });
+  }
+
+  bool usable_offline(const CachedUser& u, std::int64_t now) const {
+    return u.verified_at > 0 && now - u.verified_at <= options.offline_login_ttl_seconds && u.kdf == kKdf &&
+           u.iterations >= 1;
+  }
+
+  // The wait for Knosc ran out before its verdict: the cache answers (Knosc's verdict, when it comes, can
+  // still refresh the cache or end the session opened here).
+  void wait_ran_out(const JobPtr& job) {
+    disarm(job);
+    if (job->answered() || job->wait_over) return;
+    job->wait_over = true;
+    if (closing) {
+      local_answer(job, shutting_down());
+      return;
+    }
+    spdlog::info("local login for '{}': Knosc did not answer within {} ms; the cached credential decides",
+                 job->username, options.login_wait.count());
+    if (job->second_factor) {
+      local_answer(job, offline_two_factor());
+      return;
+    }
+    if (job->local != LoginJob::Local::Pending) apply_local(job);
+  }
+
+  // Knosc cannot take part (the link is known down, or it failed to answer): the cache decides now, or as
+  // soon as its check is done.
+  void give_up_upstream(const JobPtr& job) {
+    const bool decide = !job->answered() && !job->wait_over;
+    job->wait_over = true;
+    disarm(job);
+    // Started before the password is wiped (every password login has one under way already).
+    if (decide && !job->second_factor && job->local == LoginJob::Local::NotStarted) local_precheck(job);
+    done_upstream(job);
+    if (!decide) return;
+    if (job->second_factor) {
+      local_answer(job, offline_two_factor());
+      return;
+    }
+    if (job->local != LoginJob::Local::Pending) apply_local(job);
+  }
+
+  // The link is known to be down when the login arrives: answered from the cache at once.
+  void run_offline(const JobPtr& job) {
+    job->upstream_done = true;
+    job->wait_over = true;
+    if (job->second_factor) {
+      auto pending = pending_second_factor.find(job->key);
+      const bool recent =
+          pending != pending_second_factor.end() && pending->second.expires_at > now_seconds();
+      finish(job, recent ? offline_two_factor() : invalid_totp());
+      return;
+    }
+    local_precheck(job);
+  }
+
+  // The cache's answer, once the wait is over and the password was checked against it.
+  void apply_local(const JobPtr& job) {
+    if (job->answered()) {
+      if (job->upstream_done) done_upstream(job);
+      return;
+    }
+    if (closing) {
+      local_answer(job, shutting_down());
+      return;
+    }
+    const std::int64_t now = now_seconds();
+    if (job->local == LoginJob::Local::Failed) {
+      local_answer(job, internal_error());
+      return;
+    }
+    const auto it = users.find(job->key);
+    if (job->local == LoginJob::Local::NoCredential || it == users.end() ||
+        !usable_offline(it->second, now)) {
+      spdlog::info(
+          "local login for '{}' refused: Knosc cannot check it and there is no recent cached credential",
+          job->username);
+      local_answer(job, offline_unknown_user());
+      return;
+    }
+    if (it->second.locked_until > now) {
+      spdlog::info("local login for '{}' refused offline: locked", job->username);
+      local_answer(job, locked_response(it->second.locked_until, now));
+      return;
+    }
+    if (job->local == LoginJob::Local::Mismatch) {
+      offline_failure(job, it->second);
+      return;
+    }
+    // The TOTP secret lives in Knosc alone, so a second factor cannot be checked offline; accepting the
+    // password alone would quietly turn a two-factor account into a one-factor one. Said only to whoever
+    // knows the password, so it reveals nothing to a prober.
+    if (job->snapshot.two_factor() || it->second.two_factor()) {
+      spdlog::info("local login for '{}' refused offline: two-factor account", job->username);
+      local_answer(job, offline_two_factor());
+      return;
+    }
+    open_session(job, it->second, false, "from the cached credential", true);
+  }
+
+  // Ends the session the cache opened for this login (Knosc refused the login after the wait).
+  void end_opened_session(const JobPtr& job, const std::string& why) {
+    if (job->opened_sid.empty()) return;
+    const std::string sid = std::exchange(job->opened_sid, std::string());
+    if (!groups.count(sid)) return;  // logged out meanwhile
+    forget_group(sid);
+    spdlog::warn(
+        "local login for '{}': Knosc refused it after the wait ({}); the session the cached credential "
+        "opened "
+        "is ended",
+        job->username, why);
+    persist(
+        [sid](replica::Replica& rep) {
+          SQLite::Statement st(rep.db(), "DELETE FROM local_session WHERE substr(csrf, 1, ?) = ?");
+          st.bind(1, static_cast<int>(kSessionIdHexLength));
+          st.bind(2, sid);
+          st.exec();
+        },
+        nullptr);
   }
 
   std::optional<bool> online() const { return upstream_online ? upstream_online() : std::nullopt; }
@@ -1026,6 +1343,11 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
   void run(const JobPtr& job) {
     if (closing) {
       finish(job, shutting_down());
+      return;
+    }
+    if (online() == false) {
+      // The link went down while this login waited its turn.
+      give_up_upstream(job);
       return;
     }
     if (job->second_factor) {
@@ -1041,16 +1363,8 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
         finish(job, invalid_totp());
         return;
       }
-      if (online() == false) {
-        finish(job, offline_two_factor());
-        return;
-      }
       job->password = pending->second.password;
       upstream_second_factor(job);
-      return;
-    }
-    if (online() == false) {
-      offline_check(job);
       return;
     }
     upstream_password(job);
@@ -1103,10 +1417,14 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
       if (upstream_unavailable(r)) {
         // A 5xx is treated like no answer: Knosc (or the proxy in front of it) cannot check the password now,
         // and the cached hash was checked by Knosc itself not long ago.
+        http->clear_cookies();
+        if (job->answered() || job->wait_over) {
+          done_upstream(job);  // the cache has answered (or is answering) already
+          return;
+        }
         spdlog::warn("local login for '{}': Knosc cannot check it ({}); using the offline cache",
                      job->username, why_unavailable(r));
-        http->clear_cookies();
-        offline_check(job);
+        give_up_upstream(job);
         return;
       }
       if (r.status == 200) {
@@ -1123,6 +1441,7 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
           pending.password = job->password;
           pending.expires_at = now_seconds() + kPendingSecondFactorSeconds;
           spdlog::info("local login for '{}': Knosc asks for the second factor", job->username);
+          end_opened_session(job, "it asks for a second factor");
           finish(job, pass_through(r));
           return;
         }
@@ -1131,6 +1450,7 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
           // password is chosen against Knosc directly (POST /api/first-signin there). The next login through
           // the loopback then checks and caches the new password as usual.
           spdlog::info("local login for '{}': Knosc asks for a first sign-in", job->username);
+          end_opened_session(job, "it asks for a first sign-in");
           finish(job, pass_through(r));
           return;
         }
@@ -1140,6 +1460,8 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
       }
       http->clear_cookies();
       spdlog::info("local login for '{}': Knosc refused it (HTTP {})", job->username, r.status);
+      // Wrong password, account gone, disabled or locked in Knosc: a session the cache opened meanwhile ends.
+      if (r.status >= 400 && r.status < 500) end_opened_session(job, "HTTP " + std::to_string(r.status));
       if (r.status == 401) {
         refused_by_upstream(job, pass_through(r));
         return;
@@ -1205,6 +1527,26 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
     });
   }
 
+  // Knosc accepted a login after the wait, when the cache had answered already: the cached credential and
+  // profile are refreshed (and the failure count reset); the session the cache opened, if any, stays.
+  void refresh_cache(const JobPtr& job, CachedUser u) {
+    u.failed_logins = 0;
+    u.locked_until = 0;
+    persist([u](replica::Replica& rep) { upsert_user(rep, u); },
+            [this, job, u](bool ok) {
+              if (ok) {
+                const std::string key = lower_ascii(u.username);
+                users[key] = u;
+                refresh_sessions_of(key, u);
+                spdlog::info(
+                    "local login for '{}': Knosc accepted it after the wait; the cached credential is "
+                    "refreshed",
+                    u.username);
+              }
+              done_upstream(job);
+            });
+  }
+
   // Online login accepted: cache the password with the fresh profile and open a local session.
   void cache_and_issue(const JobPtr& job, Json profile) {
     std::string salt = random_bytes(kSaltBytes);
@@ -1231,21 +1573,33 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
           u.profile = profile;
           u.privileges = Privileges::from_profile(profile);
           u.verified_at = now_seconds();
+          if (job->answered()) {
+            refresh_cache(job, std::move(u));
+            return;
+          }
           open_session(job, std::move(u), true, "by Knosc");
         });
   }
 
   // Commits the user row (all of it when `whole_user`, else only its failure counters) and a new session,
-  // then answers 200 with the session's cookies.
-  void open_session(const JobPtr& job, CachedUser u, bool whole_user, const char* how) {
+  // then answers 200 with the session's cookies. `local`: decided by the cache, while Knosc's verdict may
+  // still come.
+  void open_session(const JobPtr& job, CachedUser u, bool whole_user, const char* how, bool local = false) {
     u.failed_logins = 0;
     u.locked_until = 0;
+    const auto fail = [this, job, local](HttpResponse r) {
+      if (local) {
+        local_answer(job, std::move(r));
+      } else {
+        finish(job, std::move(r));
+      }
+    };
     std::shared_ptr<IssuedSession> session;
     try {
       session = std::make_shared<IssuedSession>(issue(u, now_seconds()));
     } catch (const std::exception& e) {
       spdlog::error("local login for '{}': no session could be issued: {}", u.username, e.what());
-      finish(job, internal_error());
+      fail(internal_error());
       return;
     }
     persist(
@@ -1257,69 +1611,39 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
           }
           insert_tokens(rep, rows);
         },
-        [this, job, u, session, how](bool ok) {
+        [this, job, u, session, how, local, whole_user, fail](bool ok) {
           if (!ok) {
-            finish(job, internal_error());
+            fail(internal_error());
             return;
           }
           const std::string key = lower_ascii(u.username);
-          users[key] = u;
-          refresh_sessions_of(key, u);
+          if (whole_user || users.count(key)) {
+            users[key] = u;
+            refresh_sessions_of(key, u);
+          }
+          if (job->answered()) {
+            // The tool got its answer while this session was being stored (Knosc's verdict and the cache's
+            // raced): it was never handed out, so it goes.
+            std::vector<std::string> hashes;
+            for (const auto& row : session->rows)
+              hashes.push_back(row.hash);
+            persist([hashes](replica::Replica& rep) { delete_tokens(rep, hashes); }, nullptr);
+            if (!local) done_upstream(job);
+            return;
+          }
           for (const auto& row : session->rows)
             install(row);
           spdlog::info("local login for '{}' accepted {}", u.username, how);
           HttpResponse ok_response = HttpResponse::json(200, Json{{"login", true}}.dump());
           for (auto& c : session->cookies())
             ok_response.headers.emplace_back("Set-Cookie", std::move(c));
-          finish(job, std::move(ok_response));
+          if (local) {
+            if (!session->rows.empty()) job->opened_sid = session->rows.front().session_id();
+            local_answer(job, std::move(ok_response));
+          } else {
+            finish(job, std::move(ok_response));
+          }
         });
-  }
-
-  void offline_check(const JobPtr& job) {
-    const std::int64_t now = now_seconds();
-    const auto it = users.find(job->key);
-    if (it == users.end() || it->second.verified_at <= 0 ||
-        now - it->second.verified_at > options.offline_login_ttl_seconds || it->second.kdf != kKdf ||
-        it->second.iterations < 1) {
-      spdlog::info("local login for '{}' refused offline: no recent cached credential", job->username);
-      // The same work and the same answer as a wrong password: neither the body nor the time it takes tells
-      // whether the account has logged in here.
-      hash_password(job->password, random_bytes(kSaltBytes), options.pbkdf2_iterations,
-                    [this, job](std::optional<std::string>) {
-                      finish(job, closing ? shutting_down() : offline_invalid_credentials());
-                    });
-      return;
-    }
-    if (it->second.locked_until > now) {
-      spdlog::info("local login for '{}' refused offline: locked", job->username);
-      finish(job, locked_response(it->second.locked_until, now));
-      return;
-    }
-    CachedUser snapshot = it->second;
-    hash_password(job->password, snapshot.salt, snapshot.iterations,
-                  [this, job, snapshot](std::optional<std::string> hash) mutable {
-                    if (closing) {
-                      finish(job, shutting_down());
-                      return;
-                    }
-                    if (!hash) {
-                      finish(job, internal_error());
-                      return;
-                    }
-                    if (!constant_time_equal(*hash, snapshot.hash)) {
-                      offline_failure(job, std::move(snapshot));
-                      return;
-                    }
-                    // The TOTP secret lives in Knosc alone, so a second factor cannot be checked offline;
-                    // accepting the password alone would quietly turn a two-factor account into a one-factor
-                    // one. Said only to whoever knows the password, so it reveals nothing to a prober.
-                    if (snapshot.two_factor()) {
-                      spdlog::info("local login for '{}' refused offline: two-factor account", job->username);
-                      finish(job, offline_two_factor());
-                      return;
-                    }
-                    open_session(job, std::move(snapshot), false, "offline from the cached credential");
-                  });
   }
 
   static HttpResponse locked_response(std::int64_t locked_until, std::int64_t now) {
@@ -1342,7 +1666,7 @@ struct LocalAuth::Impl : std::enable_shared_from_this<Impl> {
     // Answered once the count is on disk, so restarting the daemon does not reset a lockout.
     persist([username = u.username, failures = u.failed_logins, until = u.locked_until](
                 replica::Replica& rep) { store_failures(rep, username, failures, until); },
-            [this, job](bool) { finish(job, offline_invalid_credentials()); });
+            [this, job](bool) { local_answer(job, offline_invalid_credentials()); });
   }
 
   // Upstream refused a password. When that is the very password cached here, the account's password was

@@ -13,6 +13,7 @@
 
 #include <uv.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -67,6 +68,9 @@ struct LocalAuthOptions {
       7 * 24 * 3600;                       // cached credentials older than this are refused offline
   std::int64_t lockout_base_seconds = 30;  // offline lockout: 3 failures, then 2^(n-3) x this
   int pbkdf2_iterations = 210'000;         // OWASP's 2023 figure for PBKDF2-HMAC-SHA256
+  // The longest a login waits for Knosc's verdict; then the cached credential decides (and Knosc's verdict,
+  // when it comes, still refreshes the cache or ends the session opened from it).
+  std::chrono::milliseconds login_wait{1500};
 };
 
 class LocalAuth {
@@ -103,6 +107,15 @@ class LocalAuth {
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };
+
+// A cached credential as the offline horizon shows it (daemon/status_report.hpp).
+struct CachedLogin {
+  std::string username;
+  std::int64_t verified_at = 0;  // 0: Knosc refused the cached password since; never usable offline
+  bool two_factor = false;       // never usable offline
+};
+// Every cached credential in the replica's local_user table, by username (any connection, any thread).
+std::vector<CachedLogin> cached_logins(replica::Replica& rep);
 
 // --- Pure helpers (table-tested) ---------------------------------------------------------------------------
 

@@ -1,7 +1,11 @@
 #include "daemon/status_report.hpp"
 
+#include <cmath>
 #include <ctime>
+#include <limits>
 #include <sstream>
+
+#include "replica/outbox.hpp"
 
 namespace knosc::daemon {
 namespace {
@@ -75,6 +79,12 @@ nlohmann::ordered_json status_json(const replica::ReplicaStatus& status, bool ru
     resources[r.name] = j;
   }
   out["resources"] = resources;
+  if (auto horizon = offline_horizon_from_state(status.state)) {
+    out["offline_horizon"] =
+        offline_horizon_json(*horizon, link, static_cast<std::int64_t>(std::time(nullptr)));
+  } else {
+    out["offline_horizon"] = nullptr;
+  }
   return out;
 }
 
@@ -88,7 +98,10 @@ std::string status_text(const replica::ReplicaStatus& status, bool running, std:
     if (link.since) o << " since " << iso8601_utc(*link.since) << " (" << ago(now, *link.since) << ")";
     if (!link.reason.empty()) o << ": " << link.reason;
   }
-  o << "\n\n";
+  o << "\n";
+  if (auto horizon = offline_horizon_from_state(status.state))
+    o << offline_horizon_text(*horizon, link_of(status, running), now);
+  o << "\n";
   char line[256];
   std::snprintf(line, sizeof line, "%-24s %9s  %-22s %s\n", "RESOURCE", "ROWS", "LAST COMPLETE PASS",
                 "STATE");
@@ -134,6 +147,227 @@ std::string upstream_metrics(const sync::LinkReport& link) {
       << "# TYPE knosc_syncd_upstream_state_since_timestamp_seconds gauge\n"
       << "knosc_syncd_upstream_state_since_timestamp_seconds " << *link.since << "\n";
   return o.str();
+}
+
+// --- The offline horizon
+// ------------------------------------------------------------------------------------
+
+namespace {
+
+// A Prometheus label value: backslash, double quote and line feed escaped.
+std::string label_value(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::optional<std::int64_t> link_down_since(const sync::LinkReport& link) {
+  if (link.status != sync::LinkStatus::Offline) return std::nullopt;
+  return link.since;
+}
+
+std::string duration(std::int64_t s) {
+  if (s < 0) s = 0;
+  if (s < 120) return std::to_string(s) + " s";
+  if (s < 7200) return std::to_string(s / 60) + " min";
+  if (s < 172800) return std::to_string(s / 3600) + " h";
+  return std::to_string(s / 86400) + " days";
+}
+
+}  // namespace
+
+OfflineHorizon read_offline_horizon(replica::Replica& rep, std::int64_t offline_login_ttl_seconds) {
+  OfflineHorizon h;
+  h.offline_login_ttl_seconds = offline_login_ttl_seconds;
+  // Open entries come in seq order, so the first is the oldest change not yet in Knosc.
+  const auto oldest = replica::open_entries(rep, 0, 1);
+  if (!oldest.empty()) h.outbox_oldest_pending_at = oldest.front().created_at;
+  h.logins = cached_logins(rep);
+  return h;
+}
+
+std::string offline_horizon_state(const OfflineHorizon& horizon) {
+  nlohmann::json j;
+  j["outbox_oldest_pending_at"] =
+      horizon.outbox_oldest_pending_at ? nlohmann::json(*horizon.outbox_oldest_pending_at) : nlohmann::json();
+  j["offline_login_ttl_seconds"] = horizon.offline_login_ttl_seconds;
+  nlohmann::json logins = nlohmann::json::array();
+  for (const auto& l : horizon.logins)
+    logins.push_back(
+        {{"username", l.username}, {"verified_at", l.verified_at}, {"two_factor", l.two_factor}});
+  j["logins"] = std::move(logins);
+  return j.dump();
+}
+
+std::optional<OfflineHorizon> offline_horizon_from_state(const std::map<std::string, std::string>& state) {
+  const auto it = state.find(kOfflineHorizonStateKey);
+  if (it == state.end()) return std::nullopt;
+  const auto j = nlohmann::json::parse(it->second, nullptr, false);
+  if (!j.is_object()) return std::nullopt;
+  try {
+    OfflineHorizon h;
+    if (j.contains("outbox_oldest_pending_at") && j["outbox_oldest_pending_at"].is_number_integer())
+      h.outbox_oldest_pending_at = j["outbox_oldest_pending_at"].get<std::int64_t>();
+    h.offline_login_ttl_seconds = j.value("offline_login_ttl_seconds", std::int64_t{0});
+    for (const auto& l : j.value("logins", nlohmann::json::array())) {
+      CachedLogin c;
+      c.username = l.value("username", std::string());
+      c.verified_at = l.value("verified_at", std::int64_t{0});
+      c.two_factor = l.value("two_factor", false);
+      h.logins.push_back(std::move(c));
+    }
+    return h;
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;
+  }
+}
+
+std::optional<std::int64_t> offline_login_expires_at(const CachedLogin& login, std::int64_t ttl_seconds) {
+  if (login.two_factor || login.verified_at <= 0) return std::nullopt;
+  if (login.verified_at > std::numeric_limits<std::int64_t>::max() - ttl_seconds) return std::nullopt;
+  return login.verified_at + ttl_seconds;
+}
+
+nlohmann::ordered_json offline_horizon_json(const OfflineHorizon& horizon, const sync::LinkReport& link,
+                                            std::int64_t now) {
+  using OJson = nlohmann::ordered_json;
+  OJson out;
+  const auto down = link_down_since(link);
+  out["link_down_since"] = down ? OJson(iso8601_utc(*down)) : OJson();
+  out["link_down_seconds"] = down ? OJson(std::max<std::int64_t>(0, now - *down)) : OJson();
+  const auto& oldest = horizon.outbox_oldest_pending_at;
+  out["outbox_oldest_pending_at"] = oldest ? OJson(iso8601_utc(*oldest)) : OJson();
+  out["outbox_oldest_pending_seconds"] = oldest ? OJson(std::max<std::int64_t>(0, now - *oldest)) : OJson();
+  out["offline_login_ttl_seconds"] = horizon.offline_login_ttl_seconds;
+  OJson logins = OJson::array();
+  OJson cannot = OJson::array();
+  for (const auto& l : horizon.logins) {
+    const auto expires = offline_login_expires_at(l, horizon.offline_login_ttl_seconds);
+    OJson j;
+    j["user"] = l.username;
+    j["verified_at"] = l.verified_at > 0 ? OJson(iso8601_utc(l.verified_at)) : OJson();
+    j["offline_login_until"] = expires ? OJson(iso8601_utc(*expires)) : OJson();
+    j["offline_login_seconds_left"] = expires ? OJson(std::max<std::int64_t>(0, *expires - now)) : OJson();
+    j["offline_login"] = expires && *expires > now;
+    if (!expires) {
+      const char* why = l.two_factor ? "two-factor authentication, which only Knosc can check"
+                                     : "Knosc refused the cached password since";
+      j["why_not"] = why;
+      cannot.push_back(OJson{{"user", l.username}, {"why", why}});
+    } else if (*expires <= now) {
+      j["why_not"] = "the cached credential is older than offline_login_ttl_seconds";
+    }
+    logins.push_back(std::move(j));
+  }
+  out["offline_logins"] = std::move(logins);
+  out["cannot_log_in_offline"] = std::move(cannot);
+  return out;
+}
+
+std::string offline_horizon_text(const OfflineHorizon& horizon, const sync::LinkReport& link,
+                                 std::int64_t now) {
+  std::ostringstream o;
+  const auto down = link_down_since(link);
+  o << "offline horizon:";
+  if (down) o << " link down for " << duration(now - *down) << ";";
+  if (horizon.outbox_oldest_pending_at) {
+    o << " oldest change waiting for Knosc made " << ago(now, *horizon.outbox_oldest_pending_at) << "\n";
+  } else {
+    o << " no change waiting for Knosc\n";
+  }
+  for (const auto& l : horizon.logins) {
+    const auto expires = offline_login_expires_at(l, horizon.offline_login_ttl_seconds);
+    o << "  " << l.username << ": ";
+    if (!expires) {
+      o << (l.two_factor ? "cannot log in offline (two-factor authentication)"
+                         : "cannot log in offline (Knosc refused the cached password)");
+    } else if (*expires <= now) {
+      o << "offline login stopped working at " << iso8601_utc(*expires);
+    } else {
+      o << "offline login works until " << iso8601_utc(*expires) << " (" << duration(*expires - now)
+        << " left)";
+    }
+    o << "\n";
+  }
+  return o.str();
+}
+
+std::string offline_horizon_metrics(const OfflineHorizon& horizon, const sync::LinkReport& link,
+                                    std::int64_t now) {
+  std::ostringstream o;
+  const auto down = link_down_since(link);
+  o << "# HELP knosc_syncd_link_down_seconds How long the link to Knosc has been down (0 while it is not).\n"
+    << "# TYPE knosc_syncd_link_down_seconds gauge\n"
+    << "knosc_syncd_link_down_seconds " << (down ? std::max<std::int64_t>(0, now - *down) : 0) << "\n";
+  o << "# HELP knosc_syncd_outbox_oldest_pending_seconds Age of the oldest local change not yet in Knosc (0: "
+       "none).\n"
+    << "# TYPE knosc_syncd_outbox_oldest_pending_seconds gauge\n"
+    << "knosc_syncd_outbox_oldest_pending_seconds "
+    << (horizon.outbox_oldest_pending_at ? std::max<std::int64_t>(0, now - *horizon.outbox_oldest_pending_at)
+                                         : 0)
+    << "\n";
+  o << "# HELP knosc_syncd_offline_login_expires_seconds Seconds until a cached user can no longer log in "
+       "while Knosc is unreachable (0: no longer).\n"
+    << "# TYPE knosc_syncd_offline_login_expires_seconds gauge\n";
+  for (const auto& l : horizon.logins) {
+    const auto expires = offline_login_expires_at(l, horizon.offline_login_ttl_seconds);
+    if (!expires) continue;
+    o << "knosc_syncd_offline_login_expires_seconds{user=\"" << label_value(l.username) << "\"} "
+      << std::max<std::int64_t>(0, *expires - now) << "\n";
+  }
+  o << "# HELP knosc_syncd_offline_login_impossible Cached users who cannot log in while Knosc is "
+       "unreachable "
+       "(two-factor accounts, passwords Knosc refused since).\n"
+    << "# TYPE knosc_syncd_offline_login_impossible gauge\n";
+  for (const auto& l : horizon.logins) {
+    if (offline_login_expires_at(l, horizon.offline_login_ttl_seconds)) continue;
+    o << "knosc_syncd_offline_login_impossible{user=\"" << label_value(l.username) << "\",reason=\""
+      << (l.two_factor ? "two_factor" : "refused_by_knosc") << "\"} 1\n";
+  }
+  return o.str();
+}
+
+std::vector<HorizonItem> horizon_items(const OfflineHorizon& horizon) {
+  std::vector<HorizonItem> items;
+  for (const auto& l : horizon.logins) {
+    const auto expires = offline_login_expires_at(l, horizon.offline_login_ttl_seconds);
+    if (!expires) continue;
+    items.push_back(HorizonItem{"offline-login:" + l.username + "@" + std::to_string(l.verified_at),
+                                "offline login of '" + l.username + "'", l.verified_at, *expires});
+  }
+  return items;
+}
+
+std::vector<HorizonWarning> horizon_warnings(const std::vector<HorizonItem>& items, bool link_down,
+                                             std::int64_t now, std::set<std::string>& warned,
+                                             double fraction) {
+  std::vector<HorizonWarning> out;
+  if (!link_down) return out;
+  for (const auto& item : items) {
+    if (item.end <= item.start || warned.count(item.key)) continue;
+    const double span = static_cast<double>(item.end - item.start);
+    const auto threshold = item.start + static_cast<std::int64_t>(std::ceil(span * fraction));
+    if (now < threshold) continue;
+    warned.insert(item.key);
+    std::string message;
+    if (now >= item.end) {
+      message = item.what + " stopped working at " + iso8601_utc(item.end) + " while Knosc is unreachable";
+    } else {
+      message = item.what + " stops working at " + iso8601_utc(item.end) + " (in " +
+                duration(item.end - now) + ") unless Knosc is reachable again by then";
+    }
+    out.push_back(HorizonWarning{item.key, std::move(message)});
+  }
+  return out;
 }
 
 }  // namespace knosc::daemon

@@ -197,3 +197,16 @@ TEST_CASE("under systemd the credential directory supplies the secret") {
   CHECK(read_secret("/nonexistent/pw", "password") == "from-systemd");
   ::unsetenv("CREDENTIALS_DIRECTORY");
 }
+
+TEST_CASE("[loopback] login_wait_ms bounds the wait for Knosc on logins; 1500 ms by default") {
+  TempFiles f;
+  const std::string head =
+      "[upstream]\nbase_url = \"http://x/api\"\nusername = \"u\"\npassword_file = \"p\"\n"
+      "[storage]\nstate_dir = \"/s\"\n";
+  CHECK(load_config(f.write("default.toml", head)).login_wait_ms == 1500);
+  CHECK(load_config(f.write("set.toml", head + "[loopback]\nlogin_wait_ms = 800\n")).login_wait_ms == 800);
+  CHECK(error_of(head + "[loopback]\nlogin_wait_ms = 10\n").find("loopback.login_wait_ms") !=
+        std::string::npos);
+  CHECK(error_of(head + "[loopback]\nlogin_wait_ms = \"fast\"\n").find("loopback.login_wait_ms") !=
+        std::string::npos);
+}

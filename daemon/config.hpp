@@ -49,6 +49,10 @@ struct Config {
   std::int64_t access_ttl_seconds = 15 * 60;
   std::int64_t refresh_ttl_seconds = 30 * 24 * 3600;
   std::int64_t offline_login_ttl_seconds = 7 * 24 * 3600;
+  // How long a tool waits for a change's push before it gets the pending answer. Long enough for a healthy
+  // link (a read and a write to Knosc, then the record read back: a few hundred ms), short enough that a tool
+  // never notices a link that hangs. 0: never wait (every change answered as pending).
+  int write_wait_ms = 1500;
 
   // [sync]
   sync::PullOptions pull;

@@ -145,3 +145,38 @@ def test_a_note_takes_the_same_path(env):
     notes = tool.get(f"{base}/issue-tracker-tickets/{ticket['id']}").json()["data"].get("Notes", [])
     assert any(n.get("Note") == "via the write path" for n in notes), notes
     assert outbox(tool, base) == []
+
+
+def test_an_online_delete_answers_knoscs_answer_and_the_record_is_gone(env):
+    sim, d, base, tool = env
+    r = tool.post(base + "/unit-master", json={"Unit Code": "WPDEL", "Unit Name": "to delete"})
+    assert r.status_code in (200, 201) and "X-Knosc-Syncd-Pending" not in r.headers, r.text
+    uid = r.json()["id"]
+    r = tool.delete(f"{base}/unit-master/{uid}")
+    assert r.status_code == 200 and "X-Knosc-Syncd-Pending" not in r.headers, r.text
+    assert upstream_record(sim, "unit-master", "id", uid) == []
+    gone = tool.get(f"{base}/unit-master/{uid}")
+    assert gone.status_code in (400, 404) and gone.json()["Code"].endswith("NotFound"), gone.text
+    assert find(tool, base, "unit-master", "Unit Code", "WPDEL") == []
+
+
+def test_a_change_that_meets_a_conflict_answers_pending_at_once_naming_it(env):
+    sim, d, base, tool = env
+    customer = tool.get(base + "/customer-master", params={"page_size": 1}).json()["data"]["rows"][0]
+    # Knosc changes the same field first; the replica has not seen it (passes are far apart).
+    other = other_writer(sim)
+    assert other.put(f"{sim.base}/customer-master/{customer['id']}", json={"Customer Name": "Named in Knosc"}).ok
+    r, took = timed(lambda: tool.put(f"{base}/customer-master/{customer['id']}",
+                                     json={"Customer Name": "Named at the plant"}))
+    assert r.status_code == 200 and r.headers.get("X-Knosc-Syncd-Pending") == "true", r.text
+    conflict_id = r.headers.get("X-Knosc-Syncd-Conflict")
+    assert conflict_id, r.headers
+    assert took < WAIT_MS / 1000 + SLACK_S
+    c = tool.get(f"{syncd(base)}/conflicts").json()["conflicts"]
+    assert [x["id"] for x in c] == [int(conflict_id)]
+    assert upstream_record(sim, "customer-master", "id", customer["id"])[0]["Customer Name"] == "Named in Knosc"
+    r = tool.post(f"{syncd(base)}/conflicts/{conflict_id}/resolve", json={"resolution": "keep-remote"})
+    assert r.status_code == 200, r.text
+    wait_until(lambda: outbox(tool, base) == [], 30, "the conflict to settle")
+    wait_until(lambda: tool.get(f"{base}/customer-master/{customer['id']}").json()["data"]["Customer Name"] ==
+               "Named in Knosc", 30, "Knosc's version in the replica")

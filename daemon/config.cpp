@@ -146,6 +146,7 @@ Config load_config(const std::string& path) {
     c.offline_login_ttl_seconds = r.integer("offline_login_ttl_seconds", 0, 365 * 24 * 3600)
                                       .value_or(static_cast<int>(c.offline_login_ttl_seconds));
     c.login_wait_ms = r.integer("login_wait_ms", 50, 120'000).value_or(c.login_wait_ms);
+    c.write_wait_ms = r.integer("write_wait_ms", 0, 60'000).value_or(c.write_wait_ms);
     r.reject_unknown();
   }
 

@@ -52,6 +52,10 @@ struct Config {
   // The longest a login (and every other loopback call that needs Knosc's own answer: password routes,
   // analytics not cached yet) waits for Knosc before it is answered without it.
   int login_wait_ms = 1500;
+  // How long a tool waits for a change's push before it gets the pending answer. Long enough for a healthy
+  // link (a read and a write to Knosc, then the record read back: a few hundred ms), short enough that a tool
+  // never notices a link that hangs. 0: never wait (every change answered as pending).
+  int write_wait_ms = 1500;
 
   // [sync]
   sync::PullOptions pull;

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "daemon/canonical_request.hpp"
+#include "daemon/deadlines.hpp"
 #include "daemon/item_views.hpp"
 #include "daemon/response_cache.hpp"
 #include "daemon/status_report.hpp"
@@ -171,6 +172,7 @@ struct LoopbackApi::Impl {
   LoopbackDeps d;
   HttpServer server;
   ResponseCache cache;
+  Deadlines deadlines;  // how long tools wait for their changes' pushes
   int bound_port = 0;
   std::map<int, std::uint64_t> answered;  // status -> count, for /metrics
   // Change-feed indexes of what a resource's list pages and get-one answers are built from.
@@ -185,7 +187,8 @@ struct LoopbackApi::Impl {
               return req.method == "GET" && req.segments.size() == 2 && req.segments[0] == "syncd" &&
                      (req.segments[1] == "health" || req.segments[1] == "ready");
             }),
-        cache(d.config ? static_cast<std::size_t>(d.config->response_cache_mb) << 20 : 0, d.changes) {
+        cache(d.config ? static_cast<std::size_t>(d.config->response_cache_mb) << 20 : 0, d.changes),
+        deadlines(d.loop) {
     if (!d.changes) return;
     const auto add = [this](std::vector<std::size_t>& to, const std::string& name) {
       if (auto i = d.changes->index_of(name)) to.push_back(*i);
@@ -340,7 +343,7 @@ struct LoopbackApi::Impl {
         if (seg.size() == 3) id = IdSegment{res->id_type, missing_record(*res, seg[2])};
         auto w = parse_write(req, res, seg, std::move(id));
         if (auto* refusal = std::get_if<HttpResponse>(&w)) return respond(std::move(*refusal));
-        return forward_write(std::move(std::get<WriteRequest>(w)), session, std::move(respond));
+        return write(std::move(std::get<WriteRequest>(w)), session, std::move(respond));
       }
     }
     if (is_write(m) && seg.size() >= 2) {
@@ -365,7 +368,7 @@ struct LoopbackApi::Impl {
         if (!session.privileges.allows(module, Access::Edit)) return respond(not_privileged());
         auto w = parse_write(req, nullptr, seg, std::move(id));
         if (auto* refusal = std::get_if<HttpResponse>(&w)) return respond(std::move(*refusal));
-        return forward_write(std::move(std::get<WriteRequest>(w)), session, std::move(respond));
+        return write(std::move(std::get<WriteRequest>(w)), session, std::move(respond));
       }
       return respond(HttpResponse::knosc_error(
           501, "This change is not available through knosc-syncd; make it in Knosc directly",
@@ -423,11 +426,9 @@ struct LoopbackApi::Impl {
     return w;
   }
 
-  // Changes, while the link is up: sent to Knosc under the service account (the local user's privileges were
-  // checked above), Knosc's answer passed back unchanged, and the changed record fetched into the replica
-  // before answering, so the tool's next read shows it. While Knosc cannot be reached, or earlier changes
-  // still wait, the change is validated and queued locally.
-  void forward_write(WriteRequest w, const LocalSession& session, Responder respond) {
+  // A change: the role's granular filters are checked against the body and the stored record, then the
+  // change takes the one write path (commit_write).
+  void write(WriteRequest w, const LocalSession& session, Responder respond) {
     // A role's granular filters limit changes as they limit reads: a body naming a value outside them is
     // refused, and a record the role cannot see does not exist for it (checked below against the replica).
     if (!session.privileges.granular.empty() && w.body.is_object()) {
@@ -447,18 +448,18 @@ struct LoopbackApi::Impl {
           auto rec = replica::compose_record(rep, *shared_w->res, *shared_w->id);
           visible = !rec || granular_allows(s, *rec);
         } catch (const std::exception& e) {
-          // Not known to be visible: refused, never sent unchecked.
+          // Not known to be visible: refused, never written unchecked.
           spdlog::error("loopback: reading a record to check a change failed: {}", e.what());
         }
         d.inbox->post([this, shared_respond, s, shared_w, visible] {
           const auto& wr = *shared_w;
           if (!visible) return (*shared_respond)(missing_record(*wr.res, replica::to_string(*wr.id)));
-          send_write(std::move(*shared_w), s, std::move(*shared_respond));
+          commit_write(std::move(*shared_w), s, std::move(*shared_respond));
         });
       });
       return;
     }
-    send_write(std::move(w), session, std::move(respond));
+    commit_write(std::move(w), session, std::move(respond));
   }
 
   // Password routes that need no session (first sign-in, forgot and reset password) only make sense with
@@ -493,18 +494,12 @@ struct LoopbackApi::Impl {
     });
   }
 
-  // Whether a change goes to the outbox instead of straight to Knosc: while the link is down, and while
-  // earlier changes still wait there, so that a later change never overtakes an earlier one (a PO naming a
-  // supplier created offline, a second edit of the same record).
-  bool should_queue() const {
-    if (!d.upstream) return true;
-    if (d.online && d.online() == std::optional<bool>(false)) return true;
-    return d.outbox_busy && d.outbox_busy();
-  }
-
-  // A change accepted locally: validated against the replica as Knosc would, applied to it and queued, in
-  // one transaction that is on disk before the tool gets Knosc's success body. Headers say it is pending.
-  void queue_write(WriteRequest w, const LocalSession& session, Responder respond) {
+  // The one write path. A change is validated against the replica as Knosc would, applied to it and queued in
+  // the outbox, in one transaction that is on disk before anything else happens; then it is pushed at once
+  // and the tool waits for the push at most [loopback] write_wait_ms: Knosc's own answer when it landed or
+  // was refused in time, else the pending answer while the pusher carries on. Nothing is ever sent to Knosc
+  // outside the outbox, so no answer is ever "may or may not have been applied".
+  void commit_write(WriteRequest w, const LocalSession& session, Responder respond) {
     auto body = std::make_shared<replica::Json>(std::move(w.body));
     replica::EditRequest edit;
     edit.method = w.method;
@@ -515,11 +510,13 @@ struct LoopbackApi::Impl {
     const bool has_body = !body->is_null();
     auto shared = std::make_shared<Responder>(std::move(respond));
     const std::string user = session.username;
+    const schema::Resource* res = w.res;
     d.writer->post(
-        [this, shared, edit = std::move(edit), body, has_body, user](replica::Replica& rep) mutable {
+        [this, shared, edit = std::move(edit), body, has_body, user, res](replica::Replica& rep) mutable {
           if (has_body) edit.body = body.get();
           HttpResponse out;
           std::int64_t seq = 0;
+          OJson plan_response;
           try {
             auto written = replica::write_locally(rep, edit, user, unix_now());
             if (const auto* err = std::get_if<replica::EditError>(&written.outcome)) {
@@ -527,12 +524,13 @@ struct LoopbackApi::Impl {
             } else {
               const auto& plan = std::get<replica::EditPlan>(written.outcome);
               seq = written.seq;
+              plan_response = plan.response;
               out = json_response(200, plan.response);
               out.set_header("X-Knosc-Syncd-Pending", "true");
               out.set_header("X-Knosc-Syncd-Outbox-Seq", std::to_string(seq));
               out.set_header("X-Knosc-Syncd-Record-Id", replica::to_string(plan.id));
-              spdlog::info("loopback: {} /{} by {} queued as outbox entry {}", edit.method, edit.path.front(),
-                           user, seq);
+              spdlog::info("loopback: {} /{} by {} committed as outbox entry {}", edit.method,
+                           edit.path.front(), user, seq);
             }
           } catch (const std::exception& e) {
             // Nothing was stored (the transaction rolled back); the tool must not believe otherwise.
@@ -541,202 +539,75 @@ struct LoopbackApi::Impl {
                 503, std::string("The change could not be stored by knosc-syncd: ") + e.what(),
                 "Sync.StorageFailed");
           }
-          d.inbox->post([this, shared, out = std::move(out), seq]() mutable {
-            (*shared)(std::move(out));
-            if (seq && d.outbox_queued) d.outbox_queued(seq);
+          d.inbox->post([this, shared, out = std::move(out), seq, res,
+                         plan_response = std::move(plan_response)]() mutable {
+            if (!seq) return (*shared)(std::move(out));
+            await_push(seq, res, std::move(plan_response), std::move(out), std::move(*shared));
           });
         });
   }
 
-  void send_write(WriteRequest w, const LocalSession& session, Responder respond) {
-    if (should_queue()) return queue_write(std::move(w), session, std::move(respond));
-    spdlog::info("loopback: {} {} by {} sent to Knosc", w.method, w.path, session.username);
-    auto shared = std::make_shared<Responder>(std::move(respond));
-    const std::string method = w.method;
-    const schema::Resource* res = w.res;
-    std::optional<std::string> path_id =
-        res && w.id ? std::optional<std::string>(replica::to_string(*w.id)) : std::nullopt;
-    const std::string body_text = w.body.is_null() ? std::string() : w.body.dump();
-    auto request_body = std::make_shared<OJson>(std::move(w.body));
-    d.upstream->call(
-        method, w.path, body_text,
-        [this, shared, res, method, path_id, seg = std::move(w.seg), request_body](sync::ApiResult r) {
-          if (r.kind == sync::ApiResult::Kind::Transport) {
-            if (r.response.maybe_delivered)
-              return (*shared)(HttpResponse::knosc_error(502,
-                                                         "The link to Knosc failed while the change was "
-                                                         "being sent; it may or may not have been applied. "
-                                                         "Check the record before trying again.",
-                                                         "Sync.OutcomeUnknown"));
-            return (*shared)(HttpResponse::knosc_error(
-                503, "Knosc cannot be reached; try again when the link is back.", "Sync.Offline"));
-          }
-          if (r.kind == sync::ApiResult::Kind::LockedOut || r.kind == sync::ApiResult::Kind::AuthFailed)
-            return (*shared)(HttpResponse::knosc_error(
-                503, "knosc-syncd cannot log in to Knosc right now: " + r.message, "Sync.Unavailable"));
-          HttpResponse out = pass_through(r.response);
-          if (r.kind != sync::ApiResult::Kind::Ok) return (*shared)(std::move(out));
-          if (!res) {
-            // Line moves, accepted suggestions, notes and subscribers change records of other lists: fetch
-            // the ones the request names now, and let the next passes bring the rest.
-            if (d.trigger_pull) {
-              d.trigger_pull("purchase-order");
-              d.trigger_pull("purchase-order-details");
-              d.trigger_pull("issue-tracker-tickets");
-            }
-            auto touched = touched_records(seg, request_body);
-            refresh_all(std::move(touched),
-                        [shared, out = std::move(out)]() mutable { (*shared)(std::move(out)); });
-            return;
-          }
-          // Which record changed: the path names it, or a create's answer carries its id.
-          std::optional<std::string> id = path_id;
-          if (!id) {
-            auto body = nlohmann::json::parse(out.body, nullptr, false);  // pass_through took the body
-            if (body.is_object() && body.contains("id") &&
-                (body["id"].is_number_integer() || body["id"].is_string()))
-              id = body["id"].is_string() ? body["id"].get<std::string>()
-                                          : std::to_string(body["id"].get<std::int64_t>());
-          }
-          if (d.trigger_pull) {
-            // Cascades (a supplier's ship-froms, a header's lines, renamed descriptions) arrive with the next
-            // passes.
-            d.trigger_pull(res->name);
-            if (!res->lines.empty()) d.trigger_pull(res->lines);
-            if (!res->parent.empty()) d.trigger_pull(res->parent);
-          }
-          refresh_record(res, id, method,
-                         [shared, out = std::move(out)]() mutable { (*shared)(std::move(out)); });
-        });
-  }
+  // A committed change waits for its push. Known offline, or without a pusher, the pending answer goes at
+  // once.
+  struct AwaitedWrite {
+    Responder respond;
+    HttpResponse pending;  // the answer when Knosc has not decided in time
+    OJson plan_response;   // Knosc's success body as computed locally, for a landing Knosc did not answer
+    const schema::Resource* res = nullptr;
+    std::optional<sync::PushVerdict> verdict;
+    bool answered = false;
+  };
 
-  // Records of other lists that a change names: the POs of a line move or of accepted suggestions, the ticket
-  // of a note or a subscriber.
-  std::vector<std::pair<const schema::Resource*, std::string>> touched_records(
-      const std::vector<std::string>& seg, const std::shared_ptr<OJson>& body) {
-    std::vector<std::pair<const schema::Resource*, std::string>> out;
-    const auto* po = d.catalog->find("purchase-order");
-    const auto* tickets = d.catalog->find("issue-tracker-tickets");
-    const auto id_text = [](const OJson& v) -> std::optional<std::string> {
-      if (v.is_number_integer()) return std::to_string(v.get<std::int64_t>());
-      if (v.is_string()) return v.get<std::string>();
-      return std::nullopt;
-    };
-    const OJson& b = *body;
-    if (seg[1] == "purchase-order-details-accept-suggested-orders" && po && b.is_object() &&
-        b.contains("parentIds") && b["parentIds"].is_array())
-      for (const auto& v : b["parentIds"])
-        if (auto t = id_text(v)) out.emplace_back(po, *t);
-    if (seg[1] == "purchase-order-details-move-lines" && po && b.is_object() && b.contains("moves") &&
-        b["moves"].is_array())
-      for (const auto& mv : b["moves"])
-        for (const char* k : {"Old Purchase Order List Id", "New Purchase Order List Id"})
-          if (mv.is_object() && mv.contains(k))
-            if (auto t = id_text(mv[k])) out.emplace_back(po, *t);
-    if (seg[1] == "issue-tracker-notes" && tickets && b.is_object() && b.contains("Ticket Id"))
-      if (auto t = id_text(b["Ticket Id"])) out.emplace_back(tickets, *t);
-    if (seg.size() == 4 && seg[1] == "issue-tracker-tickets" && tickets) out.emplace_back(tickets, seg[2]);
-    std::sort(out.begin(), out.end());
-    out.erase(std::unique(out.begin(), out.end()), out.end());
-    return out;
-  }
-
-  void refresh_all(std::vector<std::pair<const schema::Resource*, std::string>> records,
-                   std::function<void()> done) {
-    if (records.empty()) return done();
-    auto remaining = std::make_shared<std::size_t>(records.size());
-    auto finish = std::make_shared<std::function<void()>>(std::move(done));
-    for (const auto& [res, id] : records)
-      refresh_record(res, id, "PUT", [remaining, finish] {
-        if (--*remaining == 0) (*finish)();
-      });
-  }
-
-  // Fetches one record after a change and stores it; `done` runs on the loop thread afterwards (also when the
-  // fetch failed: the next pass then brings the record).
-  void refresh_record(const schema::Resource* res, std::optional<std::string> id, const std::string& method,
-                      std::function<void()> done) {
-    auto finish = std::make_shared<std::function<void()>>(std::move(done));
-    auto store = [this, finish](std::function<void(replica::Replica&)> work) {
-      d.writer->post([this, finish, work = std::move(work)](replica::Replica& rep) {
-        try {
-          work(rep);
-        } catch (const std::exception& e) {
-          spdlog::warn("loopback: storing a changed record failed: {}", e.what());
-        }
-        d.inbox->post([finish] { (*finish)(); });
-      });
-    };
-    if (!id) return (*finish)();
-    const auto rid = canonical_record_id(res->id_type, *id);
-    if (!rid) return (*finish)();
-    if (method == "DELETE" && !res->parent.empty()) {
-      // A line's deletion changes its header (totals; the last line takes the header with it): remove the
-      // line, then fetch the header again.
-      const auto* parent = d.catalog->find(res->parent);
-      auto parent_id = std::make_shared<std::optional<replica::RecordId>>();
-      d.writer->post([this, res, rid = *rid, parent, parent_id, finish](replica::Replica& rep) {
-        try {
-          SQLite::Statement q(rep.db(), "SELECT parent_id FROM record WHERE resource = ?1 AND id = ?2");
-          q.bind(1, res->name);
-          replica::bind_id(q, 2, rid);
-          if (q.executeStep()) *parent_id = replica::column_id(q.getColumn(0));
-          q.reset();
-          rep.remove_record(*res, rid);
-        } catch (const std::exception& e) {
-          spdlog::warn("loopback: removing a deleted line failed: {}", e.what());
-        }
-        d.inbox->post([this, parent, parent_id, finish] {
-          if (!parent || !*parent_id) return (*finish)();
-          refresh_record(parent, replica::to_string(**parent_id), "PUT", [finish] { (*finish)(); });
-        });
-      });
+  void await_push(std::int64_t seq, const schema::Resource* res, OJson plan_response, HttpResponse pending,
+                  Responder respond) {
+    const bool offline =
+        !d.upstream || !d.watch_push || (d.online && d.online() == std::optional<bool>(false));
+    const auto wait_ms = d.config ? d.config->write_wait_ms : 1500;
+    if (offline || wait_ms <= 0) {
+      respond(std::move(pending));
+      if (d.outbox_queued) d.outbox_queued(seq);
       return;
     }
-    if (method == "DELETE" && res->get_one == schema::GetOneShape::None)
-      return store([res, rid = *rid](replica::Replica& rep) { rep.remove_record(*res, rid); });
-    if (!res->parent.empty()) return (*finish)();
-    if (res->get_one == schema::GetOneShape::None) {
-      // No get-one route (warehouses): the list filtered by id, with both warehouse statuses.
-      OJson filter{
-          {"id", OJson::parse(std::holds_alternative<std::int64_t>(*rid) ? *id : OJson(*id).dump())}};
-      if (res->warehouse_scoped) filter["Warehouse Status"] = OJson::array({"Active", "Inactive"});
-      char* enc = curl_easy_escape(nullptr, filter.dump().c_str(), 0);
-      const std::string query = std::string("?page=1&page_size=1&filter=") + (enc ? enc : "");
-      curl_free(enc);
-      d.upstream->call("GET", res->route() + query, "", [res, rid = *rid, finish, store](sync::ApiResult r) {
-        if (!r.ok()) return (*finish)();
-        store([res, rid, body = std::move(r.response.body)](replica::Replica& rep) {
-          auto doc = OJson::parse(body);
-          const auto& rows = doc.at("data").at("rows");
-          if (rows.empty()) {
-            rep.remove_record(*res, rid);
-          } else {
-            rep.store_fetched_record(*res, rows.at(0), unix_now());
-          }
-        });
-      });
-      return;
+    auto w = std::make_shared<AwaitedWrite>();
+    w->respond = std::move(respond);
+    w->pending = std::move(pending);
+    w->plan_response = std::move(plan_response);
+    w->res = res;
+    sync::PushWatch watch;
+    watch.verdict = [w](const sync::PushVerdict& v) { w->verdict = v; };
+    watch.settled = [this, w] { answer_awaited(*w); };
+    d.watch_push(seq, std::move(watch));
+    deadlines.after(std::chrono::milliseconds(wait_ms), [this, w, seq] {
+      if (w->answered) return;
+      if (d.unwatch_push) d.unwatch_push(seq);
+      answer_awaited(*w);
+    });
+  }
+
+  // Answers a waiting tool once: Knosc's verdict when there is one, the pending answer otherwise.
+  void answer_awaited(AwaitedWrite& w) {
+    if (w.answered) return;
+    w.answered = true;
+    const auto& v = w.verdict;
+    if (!v || v->kind == sync::PushVerdict::Kind::Held) {
+      if (v && v->conflict_id)
+        w.pending.set_header("X-Knosc-Syncd-Conflict", std::to_string(*v->conflict_id));
+      return w.respond(std::move(w.pending));
     }
-    d.upstream->call("GET", res->route() + "/" + *id, "",
-                     [res, rid = *rid, finish, store](sync::ApiResult r) {
-                       const auto disposition = sync::classify(r.kind, r.status, r.code, res->not_found_code);
-                       if (disposition == sync::Disposition::NotFound)
-                         return store([res, rid](replica::Replica& rep) { rep.remove_record(*res, rid); });
-                       if (disposition != sync::Disposition::Success) return (*finish)();
-                       store([res, body = std::move(r.response.body)](replica::Replica& rep) {
-                         auto doc = OJson::parse(body);
-                         const OJson* rec = nullptr;
-                         if (auto data = doc.find("data"); data != doc.end() && data->is_object()) {
-                           rec = &*data;
-                           if (res->get_one == schema::GetOneShape::RowsObject) {
-                             auto rows = data->find("rows");
-                             rec = rows != data->end() && rows->is_object() ? &*rows : nullptr;
-                           }
-                         }
-                         if (rec) rep.store_fetched_record(*res, *rec, unix_now());
-                       });
-                     });
+    if (v->answer) {
+      auto answer = *v->answer;
+      return w.respond(pass_through(answer));
+    }
+    // Landed without an answer of Knosc's to pass on (nothing had to be sent, or a create was found to have
+    // landed after a lost answer): the body Knosc gives for the change, naming the server id.
+    OJson body = w.plan_response;
+    if (v->server_id && body.is_object() && body.contains("id") && w.res) {
+      const auto id = canonical_record_id(w.res->id_type, *v->server_id);
+      if (id)
+        body["id"] = std::holds_alternative<std::int64_t>(*id) ? OJson(std::get<std::int64_t>(*id))
+                                                               : OJson(std::get<std::string>(*id));
+    }
+    w.respond(json_response(200, body));
   }
 
   // GET /api/<resource>
@@ -1203,6 +1074,9 @@ std::string LoopbackApi::base_url() const {
   return impl_->base_url();
 }
 void LoopbackApi::shutdown(std::function<void()> done) {
+  // Tools waiting for a push get the pending answer now: their changes are committed either way.
+  impl_->deadlines.fire_all();
+  impl_->deadlines.close();
   impl_->server.shutdown(std::move(done));
 }
 

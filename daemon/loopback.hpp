@@ -45,8 +45,10 @@ struct LoopbackDeps {
   std::function<void(const std::string&)> trigger_pull;       // start a pass of a resource now
   Jobs* jobs = nullptr;                                       // /api/job routes (uploads and their polling)
   AnalyticsCache* analytics = nullptr;                        // dashboards and other cached analytics
-  std::function<bool()> outbox_busy;                          // local changes wait in the outbox
   std::function<void(std::int64_t)> outbox_queued;            // a change was queued (outbox seq)
+  // A tool waits for a queued change's push (sync::Pusher::watch / unwatch); null: changes are not pushed.
+  std::function<void(std::int64_t, sync::PushWatch)> watch_push;
+  std::function<void(std::int64_t)> unwatch_push;
   // A person settles a conflict (KeepLocal, KeepRemote, Merged) or a rejected edit (Retry, Drop); the
   // callback gets an empty string or why it was refused (sync::Pusher::resolve).
   std::function<void(std::int64_t, sync::Resolution, std::optional<nlohmann::ordered_json>, std::string,

@@ -255,7 +255,8 @@ int run_daemon(const Config& config) {
                                                deps.trigger_pull);
   }
   auto* pusher = rt.pusher.get();
-  deps.outbox_busy = [pusher] { return pusher->busy(); };
+  deps.watch_push = [pusher](std::int64_t seq, sync::PushWatch w) { pusher->watch(seq, std::move(w)); };
+  deps.unwatch_push = [pusher](std::int64_t seq) { pusher->unwatch(seq); };
   deps.outbox_queued = [pusher](std::int64_t seq) { pusher->queued(seq); };
   deps.resolve = [pusher](std::int64_t id, sync::Resolution how, std::optional<nlohmann::ordered_json> body,
                           std::string user, std::function<void(std::string)> done) {

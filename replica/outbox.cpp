@@ -481,9 +481,10 @@ std::vector<std::pair<std::string, RecordId>> complete_entry(Replica& rep, std::
 }
 
 std::vector<std::pair<std::string, RecordId>> reject_entry(Replica& rep, std::int64_t seq,
-                                                           const std::string& error, std::int64_t now) {
+                                                           const std::string& error, std::int64_t now,
+                                                           bool heard) {
   SQLite::Transaction tx(rep.db());
-  set_state(rep, seq, "rejected", error, now);
+  set_state(rep, seq, heard ? "refused" : "rejected", error, now);
   auto released = released_records(rep, seq);
   for (const auto& [name, id] : released)
     rep.clear_pending(rep.catalog().at(name), id);

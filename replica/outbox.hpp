@@ -79,10 +79,13 @@ void remap_local_id(Replica& rep, const schema::Resource& res, const RecordId& l
 // Returns the records that stopped being pending.
 std::vector<std::pair<std::string, RecordId>> complete_entry(Replica& rep, std::int64_t seq,
                                                              std::int64_t now);
-// Knosc refused the entry for good (or a person dropped it): it is parked with Knosc's error, and the records
-// it touched that have no other open entries stop being pending (the caller restores upstream's version).
+// Knosc refused the entry for good: it keeps Knosc's error, and the records it touched that have no other
+// open entries stop being pending (the caller restores upstream's version). `heard`: the tool that made the
+// change was given the refusal, so the entry is closed ("refused"); otherwise it is parked ("rejected") for a
+// person to correct or drop.
 std::vector<std::pair<std::string, RecordId>> reject_entry(Replica& rep, std::int64_t seq,
-                                                           const std::string& error, std::int64_t now);
+                                                           const std::string& error, std::int64_t now,
+                                                           bool heard = false);
 // A person must decide: the entry waits on a new conflict row holding all three versions.
 std::int64_t park_conflict(Replica& rep, std::int64_t seq, const std::string& kind, const Json& base,
                            const Json& local, const Json& remote, const Json& fields, std::int64_t now);

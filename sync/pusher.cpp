@@ -118,6 +118,19 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
   // cuts every backoff short but this.
   std::map<std::int64_t, std::int64_t> server_not_before;
   static constexpr std::size_t kChunk = 2000;
+  // An entry was queued while a load was under way: load again when it ends, or the entry waits unseen.
+  bool reload_wanted = false;
+  // Tools waiting for an entry's verdict (Pusher::watch), and what Knosc answered entries that landed.
+  struct Waiter {
+    PushWatch watch;
+    bool decided = false;
+  };
+  std::map<std::int64_t, Waiter> waiters;
+  struct Answer {
+    std::optional<HttpResponse> response;
+    std::optional<std::string> server_id;
+  };
+  std::map<std::int64_t, Answer> answers;
 
   Impl(uv_loop_t* l, UpstreamSession& s, replica::ReplicaWriter& w, LoopInbox& i, const schema::Catalog& c,
        PushOptions o, OnlineFn on, TriggerPullFn tp)
@@ -148,6 +161,7 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
 
   // Loading ---------------------------------------------------------------------------------------------
   void load_more() {
+    if (loading) reload_wanted = true;
     if (loading || all_loaded || stopping) return;
     loading = true;
     const auto after = loaded_through;
@@ -160,7 +174,11 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
             loaded_through = std::max(loaded_through, e.seq);
             entries[e.seq] = std::move(e);
           }
-          all_loaded = got->size() < kChunk;
+          all_loaded = got->size() < kChunk && !reload_wanted;
+          if (reload_wanted) {
+            reload_wanted = false;
+            load_more();
+          }
           schedule();
         });
   }
@@ -309,6 +327,7 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
       auto it = entries.find(seq);
       if (it == entries.end()) return settle(seq);
       if (r.ok()) {
+        answers[seq].response = r.response;
         auto body = Json::parse(r.response.body, nullptr, false);
         if (body.is_object() && body.contains("id"))
           if (auto id = id_text(body["id"])) return landed(it->second, replica::note_resource(), *id);
@@ -402,6 +421,7 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
       if (it == entries.end()) return settle(seq);
       auto& entry = it->second;
       if (r.ok()) {
+        answers[seq].response = r.response;
         auto body = Json::parse(r.response.body, nullptr, false);
         std::optional<std::string> id;
         if (body.is_object() && body.contains("id")) id = id_text(body["id"]);
@@ -425,6 +445,8 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
   // The create landed as `server_id`: the local id becomes the server id everywhere, then the entry is done.
   void landed(OutboxEntry& e, const schema::Resource& res, const std::string& server_text) {
     const auto seq = e.seq;
+    answers[seq].server_id = server_text;
+    decide_landed(seq);
     RecordId server =
         res.id_type == schema::IdType::Integer ? RecordId{std::stoll(server_text)} : RecordId{server_text};
     const RecordId local = e.record_id;
@@ -518,12 +540,18 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
     upstream.call(method, path, body, [this, seq](ApiResult r) {
       auto it = entries.find(seq);
       if (it == entries.end()) return settle(seq);
-      if (r.ok()) return finish_landed(it->second);
-      // A DELETE answered NotFound: someone else deleted it first, which is what the edit wanted.
+      if (r.ok()) {
+        answers[seq].response = r.response;
+        return finish_landed(it->second);
+      }
+      // A DELETE answered NotFound: someone else deleted it first, which is what the edit wanted. A tool
+      // waiting for it hears Knosc's own answer.
       const auto* res = resource_of(it->second);
       if (it->second.method == "DELETE" && res &&
-          classify(r.kind, r.status, r.code, res->not_found_code) == Disposition::NotFound)
+          classify(r.kind, r.status, r.code, res->not_found_code) == Disposition::NotFound) {
+        answers[seq].response = r.response;
         return finish_landed(it->second);
+      }
       handle_failure(it->second, r, false);
     });
   }
@@ -539,6 +567,7 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
   // Outcomes -----------------------------------------------------------------------------------------------
   void finish_landed(OutboxEntry& e) {
     const auto seq = e.seq;
+    decide_landed(seq);
     on_writer<Released>(
         [seq](replica::Replica& rep) { return replica::complete_entry(rep, seq, unix_now()); },
         [this, seq](std::optional<Released> released) {
@@ -554,17 +583,49 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
       resource = it->second.resource;
       entries.erase(it);
     }
+    answers.erase(seq);
     ++pushed;
     ++finished;
     last_progress_at = unix_now();
     last_error.clear();
     if (trigger_pull && !resource.empty()) trigger_pull(resource);
-    restore(std::move(released));
+    restore(std::move(released), [this, seq] { settled_for_waiter(seq); });
     settle(seq);
+  }
+
+  // Waiters ------------------------------------------------------------------------------------------------
+  // Knosc has decided entry `seq`: a waiting tool hears it now, before the replica records it, so the answer
+  // it gets on its own deadline is the verdict, never the pending answer.
+  void decide(std::int64_t seq, PushVerdict v) {
+    auto w = waiters.find(seq);
+    if (w == waiters.end() || w->second.decided) return;
+    w->second.decided = true;
+    if (w->second.watch.verdict) w->second.watch.verdict(v);
+  }
+
+  void decide_landed(std::int64_t seq) {
+    if (!waiters.contains(seq)) return;
+    PushVerdict v;
+    v.kind = PushVerdict::Kind::Landed;
+    if (auto a = answers.find(seq); a != answers.end()) {
+      v.answer = a->second.response;
+      v.server_id = a->second.server_id;
+    }
+    decide(seq, std::move(v));
+  }
+
+  // The replica holds entry `seq`'s outcome: its waiter, if still there, may answer.
+  void settled_for_waiter(std::int64_t seq) {
+    auto w = waiters.find(seq);
+    if (w == waiters.end()) return;
+    auto settled = std::move(w->second.watch.settled);
+    waiters.erase(w);
+    if (settled) settled();
   }
 
   void retry(OutboxEntry& e, const ApiResult& r, bool outcome_unknown) {
     const auto seq = e.seq;
+    answers.erase(seq);
     const int attempts = e.attempts + 1;
     const auto delay = backoff_delay(attempts, std::uniform_real_distribution<double>(0, 1)(rng),
                                      options.backoff, r.retry_after);
@@ -595,20 +656,35 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
   void reject(OutboxEntry& e, const ApiResult& r) {
     const auto seq = e.seq;
     const auto error = error_text(r);
-    spdlog::warn(
-        "push: Knosc refused outbox entry {} ({} {}): {}; the local change is undone and the entry kept "
-        "for a person",
-        seq, e.method, e.path, error);
+    answers.erase(seq);
+    // A tool waiting for the change hears Knosc's refusal and so owns it: the entry is closed as refused.
+    // Without one, nobody has seen the error yet, and the entry is kept for a person.
+    const bool heard = waiters.contains(seq);
+    if (heard) {
+      PushVerdict v;
+      v.kind = PushVerdict::Kind::Refused;
+      v.answer = r.response;
+      decide(seq, std::move(v));
+    }
+    spdlog::warn("push: Knosc refused outbox entry {} ({} {}): {}; the local change is undone and {}", seq,
+                 e.method, e.path, error,
+                 heard ? "the tool that made it was given the error" : "the entry kept for a person");
     on_writer<Released>(
-        [seq, error](replica::Replica& rep) { return replica::reject_entry(rep, seq, error, unix_now()); },
-        [this, seq, error](std::optional<Released> released) {
+        [seq, error, heard](replica::Replica& rep) {
+          return replica::reject_entry(rep, seq, error, unix_now(), heard);
+        },
+        [this, seq, error, heard](std::optional<Released> released) {
           if (auto it = entries.find(seq); it != entries.end()) {
-            it->second.state = "rejected";
-            it->second.last_error = error;
+            if (heard && released) {
+              entries.erase(it);
+            } else {
+              it->second.state = "rejected";
+              it->second.last_error = error;
+            }
           }
           ++finished;
           last_progress_at = unix_now();
-          if (released) restore(std::move(*released));
+          restore(released.value_or(Released{}), [this, seq] { settled_for_waiter(seq); });
           settle(seq);
         });
   }
@@ -616,6 +692,7 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
   void park(const OutboxEntry& e, const std::string& kind, const Json& base, const Json& local,
             const Json& remote, const Json& fields) {
     const auto seq = e.seq;
+    answers.erase(seq);
     spdlog::warn("push: outbox entry {} ({} {}) waits for a person: {}", seq, e.method, e.path, kind);
     on_writer<std::int64_t>(
         [seq, kind, base, local, remote, fields](replica::Replica& rep) {
@@ -627,6 +704,12 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
             it->second.state = "conflict";
             it->second.conflict_id = *id;
           }
+          // A waiting tool gets the pending answer at once, naming the conflict.
+          PushVerdict v;
+          v.kind = PushVerdict::Kind::Held;
+          v.conflict_id = id;
+          decide(seq, std::move(v));
+          settled_for_waiter(seq);
           ++finished;
           last_progress_at = unix_now();
           if (id && options.conflict_tickets) raise_ticket(*id, kind, resource, record, user, fields);
@@ -678,15 +761,22 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
 
   // Records whose local edits are all settled take upstream's version again: fetched now (the next pass would
   // bring them too, but the tool should not see its undone or merged edit for minutes). Lines are fetched
-  // through their header.
-  void restore(Released released) {
-    if (released.empty()) return;
+  // through their header. `then` runs once every record is stored (or could not be fetched).
+  void restore(Released released, std::function<void()> then = nullptr) {
+    if (released.empty()) {
+      if (then) then();
+      return;
+    }
     on_writer<std::vector<std::pair<std::string, std::string>>>(
         [released](replica::Replica& rep) {
           std::set<std::pair<std::string, std::string>> out;
           for (const auto& [name, id] : released) {
             const auto* res = rep.catalog().find(name);
             if (!res) continue;
+            if (replica::is_local_id(id)) {
+              rep.remove_record(*res, id);  // a refused create: it never reached Knosc
+              continue;
+            }
             if (!res->is_line_list()) {
               out.insert({name, replica::to_string(id)});
               continue;
@@ -702,35 +792,52 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
           }
           return std::vector<std::pair<std::string, std::string>>(out.begin(), out.end());
         },
-        [this](std::optional<std::vector<std::pair<std::string, std::string>>> records) {
-          if (!records) return;
+        [this,
+         then = std::move(then)](std::optional<std::vector<std::pair<std::string, std::string>>> records) {
+          if (!records || records->empty()) {
+            if (then) then();
+            return;
+          }
+          // Counts the records still on their way; the last one to be stored runs `then`.
+          auto left = std::make_shared<std::size_t>(records->size());
+          auto one_done = [self = shared_from_this(), left, then]() {
+            if (--*left == 0 && then) then();
+          };
           for (const auto& named : *records) {
             const std::string& name = named.first;
             const std::string id = named.second;
             const auto* res = catalog.find(name);
-            if (!res) continue;
-            fetch_record(upstream, catalog, *res, id, std::nullopt, [this, res, id](FetchedRecord f) {
-              if (f.disposition == Disposition::Success) {
-                writer.post([res, record = std::move(*f.record)](replica::Replica& rep) {
-                  try {
-                    rep.store_fetched_record(*res, record, unix_now());
-                  } catch (const std::exception& e) {
-                    spdlog::warn("push: storing {} as Knosc has it failed: {}", res->name, e.what());
+            if (!res) {
+              one_done();
+              continue;
+            }
+            fetch_record(
+                upstream, catalog, *res, id, std::nullopt, [this, res, id, one_done](FetchedRecord f) {
+                  if (f.disposition == Disposition::Success) {
+                    writer.post([self = shared_from_this(), res, one_done,
+                                 record = std::move(*f.record)](replica::Replica& rep) {
+                      try {
+                        rep.store_fetched_record(*res, record, unix_now());
+                      } catch (const std::exception& e) {
+                        spdlog::warn("push: storing {} as Knosc has it failed: {}", res->name, e.what());
+                      }
+                      self->inbox.post(one_done);
+                    });
+                  } else if (f.disposition == Disposition::NotFound) {
+                    const auto rid =
+                        res->id_type == schema::IdType::Integer ? RecordId{std::stoll(id)} : RecordId{id};
+                    writer.post([self = shared_from_this(), res, rid, one_done](replica::Replica& rep) {
+                      try {
+                        rep.remove_record(*res, rid);
+                      } catch (const std::exception& e) {
+                        spdlog::warn("push: removing {} failed: {}", res->name, e.what());
+                      }
+                      self->inbox.post(one_done);
+                    });
+                  } else {
+                    one_done();  // anything else: the next pass brings upstream's version
                   }
                 });
-              } else if (f.disposition == Disposition::NotFound) {
-                const auto rid =
-                    res->id_type == schema::IdType::Integer ? RecordId{std::stoll(id)} : RecordId{id};
-                writer.post([res, rid](replica::Replica& rep) {
-                  try {
-                    rep.remove_record(*res, rid);
-                  } catch (const std::exception& e) {
-                    spdlog::warn("push: removing {} failed: {}", res->name, e.what());
-                  }
-                });
-              }
-              // Anything else: the next pass brings upstream's version.
-            });
           }
         });
   }
@@ -798,12 +905,14 @@ void Pusher::link_returned() {
   d.arm(0);
 }
 
-bool Pusher::busy() const {
-  const auto& d = *impl_;
-  if (!d.all_loaded) return true;  // not read yet: assume entries wait
-  for (const auto& [seq, e] : d.entries)
-    if (e.state == "queued") return true;
-  return false;
+void Pusher::watch(std::int64_t seq, PushWatch w) {
+  auto& d = *impl_;
+  d.waiters[seq] = Impl::Waiter{std::move(w), false};
+  queued(seq);
+}
+
+void Pusher::unwatch(std::int64_t seq) {
+  impl_->waiters.erase(seq);
 }
 
 void Pusher::resolve(std::int64_t id, Resolution how, std::optional<Json> body, std::string user,

@@ -53,6 +53,29 @@ struct PushStatus {
   std::map<std::string, std::int64_t> held;  // why waiting entries are not being sent, by reason
 };
 
+// What became of a change a tool waits for (Pusher::watch).
+struct PushVerdict {
+  enum class Kind {
+    Landed,   // Knosc took the change
+    Refused,  // Knosc refused it for good (400, 403, ...): the local change is undone and the entry closed
+    Held,     // it waits for a person (a conflict); the tool gets the pending answer
+  };
+  Kind kind = Kind::Held;
+  // Knosc's own answer to the request that decided it; none when nothing had to be sent (the record already
+  // was as the change wanted) or a create was found to have landed by a lost answer.
+  std::optional<HttpResponse> answer;
+  std::optional<std::string> server_id;     // a landed create's id
+  std::optional<std::int64_t> conflict_id;  // Held: the conflict that waits
+};
+
+// A tool waiting for one outbox entry. `verdict` runs once Knosc has decided (before the replica records
+// it); `settled` runs once the replica holds the outcome (the entry closed, the record as Knosc has it).
+// Either may never run: the waiter gives up on its own clock and calls Pusher::unwatch.
+struct PushWatch {
+  std::function<void(const PushVerdict&)> verdict;
+  std::function<void()> settled;
+};
+
 // How a person settles a conflict or a rejected edit (loopback /syncd routes and the CLI).
 enum class Resolution {
   KeepLocal,   // send the local edit over Knosc's changes
@@ -81,8 +104,12 @@ class Pusher {
   void kick();
   // The link came back (LinkMonitor::on_link_back): entries that back off after failures are tried now.
   void link_returned();
-  // True while entries wait to be sent: the loopback then queues new changes behind them.
-  bool busy() const;
+  // A tool waits for entry `seq` (just queued): it is loaded and sent at once, and `w` hears its verdict. A
+  // refusal heard by a waiter closes the entry as refused (the tool has Knosc's error; nobody else has to act
+  // on it); without one it is kept as rejected for a person.
+  void watch(std::int64_t seq, PushWatch w);
+  // The waiter stopped waiting (it answered the tool with the pending answer).
+  void unwatch(std::int64_t seq);
   PushStatus status() const;
 
   // Settles conflict `conflict_id` (KeepLocal, KeepRemote, Merged with `body`) or rejected entry `seq`

@@ -154,22 +154,6 @@ std::string upstream_metrics(const sync::LinkReport& link) {
 
 namespace {
 
-// A Prometheus label value: backslash, double quote and line feed escaped.
-std::string label_value(const std::string& v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\\' || c == '"') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
-}
-
 std::optional<std::int64_t> link_down_since(const sync::LinkReport& link) {
   if (link.status != sync::LinkStatus::Offline) return std::nullopt;
   return link.since;
@@ -315,24 +299,35 @@ std::string offline_horizon_metrics(const OfflineHorizon& horizon, const sync::L
     << (horizon.outbox_oldest_pending_at ? std::max<std::int64_t>(0, now - *horizon.outbox_oldest_pending_at)
                                          : 0)
     << "\n";
-  o << "# HELP knosc_syncd_offline_login_expires_seconds Seconds until a cached user can no longer log in "
-       "while Knosc is unreachable (0: no longer).\n"
-    << "# TYPE knosc_syncd_offline_login_expires_seconds gauge\n";
+  // /metrics needs no session, so it names no user: counts, and the soonest expiry. Who is which is in
+  // /syncd/status and `knosc-syncd status`.
+  std::optional<std::int64_t> soonest;
+  std::int64_t valid = 0, expired = 0, two_factor = 0, refused = 0;
   for (const auto& l : horizon.logins) {
-    const auto expires = offline_login_expires_at(l, horizon.offline_login_ttl_seconds);
-    if (!expires) continue;
-    o << "knosc_syncd_offline_login_expires_seconds{user=\"" << label_value(l.username) << "\"} "
-      << std::max<std::int64_t>(0, *expires - now) << "\n";
+    if (const auto expires = offline_login_expires_at(l, horizon.offline_login_ttl_seconds)) {
+      if (*expires > now) {
+        ++valid;
+        soonest = soonest ? std::min(*soonest, *expires) : *expires;
+      } else {
+        ++expired;
+      }
+    } else if (l.two_factor) {
+      ++two_factor;
+    } else {
+      ++refused;
+    }
   }
-  o << "# HELP knosc_syncd_offline_login_impossible Cached users who cannot log in while Knosc is "
-       "unreachable "
-       "(two-factor accounts, passwords Knosc refused since).\n"
-    << "# TYPE knosc_syncd_offline_login_impossible gauge\n";
-  for (const auto& l : horizon.logins) {
-    if (offline_login_expires_at(l, horizon.offline_login_ttl_seconds)) continue;
-    o << "knosc_syncd_offline_login_impossible{user=\"" << label_value(l.username) << "\",reason=\""
-      << (l.two_factor ? "two_factor" : "refused_by_knosc") << "\"} 1\n";
-  }
+  o << "# HELP knosc_syncd_offline_login_users Cached users by whether they can log in while Knosc is "
+       "unreachable (two_factor and refused_by_knosc: never; expired: not until they log in online again).\n"
+    << "# TYPE knosc_syncd_offline_login_users gauge\n"
+    << "knosc_syncd_offline_login_users{state=\"valid\"} " << valid << "\n"
+    << "knosc_syncd_offline_login_users{state=\"expired\"} " << expired << "\n"
+    << "knosc_syncd_offline_login_users{state=\"two_factor\"} " << two_factor << "\n"
+    << "knosc_syncd_offline_login_users{state=\"refused_by_knosc\"} " << refused << "\n";
+  o << "# HELP knosc_syncd_offline_login_next_expiry_seconds Seconds until the first cached user's offline "
+       "login stops working (absent: no user can log in offline).\n"
+    << "# TYPE knosc_syncd_offline_login_next_expiry_seconds gauge\n";
+  if (soonest) o << "knosc_syncd_offline_login_next_expiry_seconds " << (*soonest - now) << "\n";
   return o.str();
 }
 

@@ -2,7 +2,6 @@
 // next read shows Knosc's answer at once instead of after the next pass.
 
 #include <SQLiteCpp/Statement.h>
-#include <SQLiteCpp/Transaction.h>
 
 #include <set>
 
@@ -10,6 +9,7 @@
 #include "replica/id_sql.hpp"
 #include "replica/key_slots.hpp"
 #include "replica/replica.hpp"
+#include "replica/savepoint.hpp"
 
 namespace knosc::replica {
 
@@ -35,7 +35,7 @@ void Replica::store_fetched_record(const schema::Resource& res, const Json& reco
     }
   }
 
-  SQLite::Transaction tx(db_);
+  Savepoint tx(db_);
   std::vector<std::pair<const schema::Resource*, Json>> rows = {{&res, row}};
   if (!res.lines.empty()) {
     const auto& lines = catalog_.at(res.lines);
@@ -50,12 +50,12 @@ void Replica::store_fetched_record(const schema::Resource& res, const Json& reco
   for (const auto& [r, body] : rows)
     write_row(*r, body, now);
   if (res.has_nested()) store_nested(res, *id, nested, now);
-  tx.commit();
+  tx.release();
 }
 
 void Replica::remove_record(const schema::Resource& res, const RecordId& id) {
-  resolve_candidate(res, id, true);  // removes the row and its flat lines in a transaction of its own
-  SQLite::Transaction tx(db_);
+  resolve_candidate(res, id, true);  // removes the row and its flat lines
+  Savepoint tx(db_);
   // Knosc deletes a customer's ship-tos and a supplier's ship-froms with it: the same relation the get-one
   // derives its lists from.
   for (const auto& d : res.derived) {
@@ -66,7 +66,7 @@ void Replica::remove_record(const schema::Resource& res, const RecordId& id) {
     bind_id(rm, 3, id);
     rm.exec();
   }
-  tx.commit();
+  tx.release();
 }
 
 }  // namespace knosc::replica

@@ -17,6 +17,7 @@
 #include "replica/list_page.hpp"
 #include "replica/list_query.hpp"
 #include "replica/migrations.hpp"
+#include "replica/savepoint.hpp"
 
 namespace knosc::replica {
 namespace {
@@ -812,7 +813,7 @@ std::vector<DeleteCandidate> Replica::delete_candidates(const schema::Resource& 
 }
 
 void Replica::resolve_candidate(const schema::Resource& res, const RecordId& id, bool deleted) {
-  SQLite::Transaction tx(db_);
+  Savepoint tx(db_);  // nests: the pusher's restore runs it inside a group commit (replica/writer.hpp)
   SQLite::Statement del(db_, "DELETE FROM delete_candidate WHERE resource = ?1 AND id = ?2");
   del.bind(1, res.name);
   bind_id(del, 2, id);
@@ -833,7 +834,7 @@ void Replica::resolve_candidate(const schema::Resource& res, const RecordId& id,
       lines.exec();
     }
   }
-  tx.commit();
+  tx.release();
 }
 
 std::vector<RecordId> Replica::nested_due(const schema::Resource& res, std::int64_t fetched_before,

@@ -85,8 +85,9 @@ class ReplicaWriter {
   // report failure catch their own exceptions.
   void post(Task task);
 
-  // Queues a change (see the group commit above). `done` is called exactly once, also when the writer is
-  // stopping (a change posted after stop() is told it was not run).
+  // Queues a change (see the group commit above). `done` is called exactly once: on the writer thread after
+  // the group's commit, or at once on the calling thread when the writer has stopped (the change did not
+  // run).
   void post_change(ChangeWork work, ChangeDone done);
 
   // The same with a result: `work` returns a T, and `done` gets it once it is committed, or the error.

@@ -380,3 +380,40 @@ TEST_CASE("savepoint: commits on its own, nests inside a transaction, and undoes
   CHECK_FALSE(replica::in_transaction(db));
   CHECK(db.execAndGet("SELECT group_concat(n) FROM t").getString() == "1,2,4");
 }
+
+TEST_CASE("group commit: the change feed publishes a group's changes before its changes are acknowledged",
+          "[group_commit]") {
+  test::TempDir dir;
+  {
+    Replica seed(dir.file("replica.sqlite3"), catalog(), Replica::Mode::ReadWrite);
+    const auto& res = catalog().at("item-master");
+    auto cursor = seed.resume_or_begin_pass(res, 1000, 100);
+    seed.apply_page(res, cursor, Json::array({item(1), item(2)}), 100);
+  }
+  auto feed = std::make_shared<replica::ChangeFeed>(catalog());
+  ReplicaWriter writer(
+      std::make_unique<Replica>(dir.file("replica.sqlite3"), catalog(), Replica::Mode::ReadWrite), feed);
+  const auto i = *feed->index_of("item-master");
+  const auto before = feed->generation(i);
+  const Json body{{"Item Description", "changed"}};
+  std::promise<void> release;
+  auto gate = release.get_future().share();
+  writer.post([gate](Replica&) { gate.wait(); });
+  std::vector<std::uint64_t> seen(2);
+  std::promise<void> both;
+  std::atomic<int> left{2};
+  for (int k = 0; k < 2; ++k)
+    writer.post_change(
+        [&, k](Replica& rep) { return replica::write_locally(rep, put_item(k + 1, body), "carol", 1); },
+        [&, k](ChangeResult<LocalWrite> r) {
+          CHECK(r.committed());
+          // A tool told its edit is stored and reading right away must not get a cached answer from before.
+          seen[static_cast<std::size_t>(k)] = feed->generation(i);
+          if (--left == 0) both.set_value();
+        });
+  release.set_value();
+  both.get_future().wait();
+  CHECK(seen[0] > before);
+  CHECK(seen[1] > before);
+  CHECK(writer.group_stats().largest == 2);
+}

@@ -3,13 +3,13 @@
 // they changed. Every function here runs on the replica writer thread (the read-write Replica).
 //
 // A local edit is atomic: validation against the replica (plan_edit), the local versions of every record it
-// changes (record), upstream's versions set aside (pending_record), the local ids it handed out (local_id) and
-// the outbox entry, in one savepoint (replica/savepoint.hpp). Called on its own, that savepoint is a
-// transaction committed with synchronous=FULL before write_locally returns. Called as a change of the writer's
-// group commit (ReplicaWriter::post_change, as the loopback does), it is part of the group's transaction, and
-// the edit is on disk, and the tool may be told it was accepted, once the change's completion says so. The
-// other functions here that change several rows use a savepoint too, so the pusher's bookkeeping can share
-// group commits the same way.
+// changes (record), upstream's versions set aside (pending_record), the local ids it handed out (local_id)
+// and the outbox entry, in one savepoint (replica/savepoint.hpp). Called on its own, that savepoint is a
+// transaction committed with synchronous=FULL before write_locally returns. Called as a change of the
+// writer's group commit (ReplicaWriter::post_change, as the loopback does), it is part of the group's
+// transaction, and the edit is on disk, and the tool may be told it was accepted, once the change's
+// completion says so. The other functions here that change several rows use a savepoint too, so the pusher's
+// bookkeeping can share group commits the same way.
 
 #include <cstdint>
 #include <optional>

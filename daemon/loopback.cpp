@@ -511,33 +511,35 @@ struct LoopbackApi::Impl {
     auto shared = std::make_shared<Responder>(std::move(respond));
     const std::string user = session.username;
     const schema::Resource* res = w.res;
-    d.writer->post(
-        [this, shared, edit = std::move(edit), body, has_body, user, res](replica::Replica& rep) mutable {
+    // A change of the group commit (replica/writer.hpp): stored in a savepoint of its own, shared with the
+    // changes of other tools queued with it, and answered only once the commit is on disk.
+    d.writer->post_change(
+        [edit, body, has_body, user](replica::Replica& rep) mutable {
           if (has_body) edit.body = body.get();
+          return replica::write_locally(rep, edit, user, unix_now());
+        },
+        [this, shared, method = edit.method, route = edit.path.front(), user,
+         res](replica::ChangeResult<replica::LocalWrite> written) {
           HttpResponse out;
           std::int64_t seq = 0;
           OJson plan_response;
-          try {
-            auto written = replica::write_locally(rep, edit, user, unix_now());
-            if (const auto* err = std::get_if<replica::EditError>(&written.outcome)) {
-              out = HttpResponse::knosc_error(err->status, err->message, err->code);
-            } else {
-              const auto& plan = std::get<replica::EditPlan>(written.outcome);
-              seq = written.seq;
-              plan_response = plan.response;
-              out = json_response(200, plan.response);
-              out.set_header("X-Knosc-Syncd-Pending", "true");
-              out.set_header("X-Knosc-Syncd-Outbox-Seq", std::to_string(seq));
-              out.set_header("X-Knosc-Syncd-Record-Id", replica::to_string(plan.id));
-              spdlog::info("loopback: {} /{} by {} committed as outbox entry {}", edit.method,
-                           edit.path.front(), user, seq);
-            }
-          } catch (const std::exception& e) {
-            // Nothing was stored (the transaction rolled back); the tool must not believe otherwise.
-            spdlog::error("loopback: storing a local change failed: {}", e.what());
+          if (!written.committed()) {
+            // Nothing was stored (its savepoint or its group's transaction rolled back); the tool must not
+            // believe otherwise.
+            spdlog::error("loopback: storing a local change failed: {}", written.error);
             out = HttpResponse::knosc_error(
-                503, std::string("The change could not be stored by knosc-syncd: ") + e.what(),
-                "Sync.StorageFailed");
+                503, "The change could not be stored by knosc-syncd: " + written.error, "Sync.StorageFailed");
+          } else if (const auto* err = std::get_if<replica::EditError>(&written.value->outcome)) {
+            out = HttpResponse::knosc_error(err->status, err->message, err->code);
+          } else {
+            const auto& plan = std::get<replica::EditPlan>(written.value->outcome);
+            seq = written.value->seq;
+            plan_response = plan.response;
+            out = json_response(200, plan.response);
+            out.set_header("X-Knosc-Syncd-Pending", "true");
+            out.set_header("X-Knosc-Syncd-Outbox-Seq", std::to_string(seq));
+            out.set_header("X-Knosc-Syncd-Record-Id", replica::to_string(plan.id));
+            spdlog::info("loopback: {} /{} by {} committed as outbox entry {}", method, route, user, seq);
           }
           d.inbox->post([this, shared, out = std::move(out), seq, res,
                          plan_response = std::move(plan_response)]() mutable {

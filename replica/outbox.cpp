@@ -1,7 +1,6 @@
 #include "replica/outbox.hpp"
 
 #include <SQLiteCpp/Statement.h>
-#include <SQLiteCpp/Transaction.h>
 
 #include <set>
 
@@ -9,6 +8,7 @@
 #include "replica/id_sql.hpp"
 #include "replica/record_lookup.hpp"
 #include "replica/record_view.hpp"
+#include "replica/savepoint.hpp"
 
 namespace knosc::replica {
 namespace {
@@ -89,7 +89,7 @@ RecordId allocate_local_id(Replica& rep, const schema::Resource& res) {
 LocalWrite write_locally(Replica& rep, const EditRequest& request, const std::string& local_user,
                          std::int64_t now) {
   LocalWrite out;
-  SQLite::Transaction tx(rep.db());
+  Savepoint tx(rep.db());
   ReplicaLookup lookup(rep);
   std::vector<std::pair<const schema::Resource*, RecordId>> created;
   const LocalIdAllocator next_id = [&](const schema::Resource& res) {
@@ -99,7 +99,7 @@ LocalWrite write_locally(Replica& rep, const EditRequest& request, const std::st
   };
   out.outcome = plan_edit(rep.catalog(), lookup, request, next_id);
   auto* plan = std::get_if<EditPlan>(&out.outcome);
-  if (!plan) return out;  // the transaction rolls back: nothing changed, no local id used
+  if (!plan) return out;  // the savepoint rolls back: nothing changed, no local id used
 
   // The base: the record as the tool saw it before this edit (after earlier local edits, if any), which the
   // push merges against what Knosc has by then.
@@ -165,7 +165,7 @@ LocalWrite write_locally(Replica& rep, const EditRequest& request, const std::st
     t.bind(3, out.seq);
     t.exec();
   }
-  tx.commit();
+  tx.release();
   return out;
 }
 
@@ -395,7 +395,7 @@ void retry_entry(Replica& rep, std::int64_t seq, std::int64_t next_attempt_at, c
 void remap_local_id(Replica& rep, const schema::Resource& res, const RecordId& local_id,
                     const RecordId& server_id) {
   auto& db = rep.db();
-  SQLite::Transaction tx(db);
+  Savepoint tx(db);
   const auto exec = [&](const char* sql) {
     SQLite::Statement st(db, sql);
     st.bind(1, res.name);
@@ -466,29 +466,29 @@ void remap_local_id(Replica& rep, const schema::Resource& res, const RecordId& l
       up.exec();
     }
   }
-  tx.commit();
+  tx.release();
 }
 
 std::vector<std::pair<std::string, RecordId>> complete_entry(Replica& rep, std::int64_t seq,
                                                              std::int64_t now) {
-  SQLite::Transaction tx(rep.db());
+  Savepoint tx(rep.db());
   set_state(rep, seq, "done", std::nullopt, now);
   auto released = released_records(rep, seq);
   for (const auto& [name, id] : released)
     rep.clear_pending(rep.catalog().at(name), id);
-  tx.commit();
+  tx.release();
   return released;
 }
 
 std::vector<std::pair<std::string, RecordId>> reject_entry(Replica& rep, std::int64_t seq,
                                                            const std::string& error, std::int64_t now,
                                                            bool heard) {
-  SQLite::Transaction tx(rep.db());
+  Savepoint tx(rep.db());
   set_state(rep, seq, heard ? "refused" : "rejected", error, now);
   auto released = released_records(rep, seq);
   for (const auto& [name, id] : released)
     rep.clear_pending(rep.catalog().at(name), id);
-  tx.commit();
+  tx.release();
   return released;
 }
 
@@ -496,7 +496,7 @@ std::int64_t park_conflict(Replica& rep, std::int64_t seq, const std::string& ki
                            const Json& local, const Json& remote, const Json& fields, std::int64_t now) {
   auto entry = outbox_entry(rep, seq);
   if (!entry) throw std::invalid_argument("park_conflict: no outbox entry " + std::to_string(seq));
-  SQLite::Transaction tx(rep.db());
+  Savepoint tx(rep.db());
   SQLite::Statement ins(rep.db(),
                         "INSERT INTO conflict (outbox_seq, resource, record_id, base, local, remote, fields, "
                         "created_at, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id");
@@ -516,7 +516,7 @@ std::int64_t park_conflict(Replica& rep, std::int64_t seq, const std::string& ki
   up.bind(1, seq);
   up.bind(2, id);
   up.exec();
-  tx.commit();
+  tx.release();
   return id;
 }
 
@@ -579,7 +579,7 @@ std::vector<ConflictRow> conflict_rows(Replica& rep, bool include_resolved, std:
 void requeue_entry(Replica& rep, std::int64_t seq, const std::string& op, const std::string& method,
                    const std::string& path, const Json& request, const Json& base,
                    const std::string& resolution, const std::string& user, std::int64_t now) {
-  SQLite::Transaction tx(rep.db());
+  Savepoint tx(rep.db());
   settle_conflict(rep, seq, resolution, user, now);
   SQLite::Statement up(rep.db(),
                        "UPDATE outbox SET state = 'queued', op = ?2, method = ?3, path = ?4, request = ?5, "
@@ -592,19 +592,19 @@ void requeue_entry(Replica& rep, std::int64_t seq, const std::string& op, const 
   up.bind(5, request.dump());
   up.bind(6, base.dump());
   up.exec();
-  tx.commit();
+  tx.release();
 }
 
 std::vector<std::pair<std::string, RecordId>> drop_entry(Replica& rep, std::int64_t seq,
                                                          const std::string& resolution,
                                                          const std::string& user, std::int64_t now) {
-  SQLite::Transaction tx(rep.db());
+  Savepoint tx(rep.db());
   settle_conflict(rep, seq, resolution, user, now);
   set_state(rep, seq, "dropped", std::nullopt, now);
   auto released = released_records(rep, seq);
   for (const auto& [name, id] : released)
     rep.clear_pending(rep.catalog().at(name), id);
-  tx.commit();
+  tx.release();
   return released;
 }
 

@@ -2,10 +2,14 @@
 // The outbox: local edits accepted by the loopback API and waiting to be pushed to Knosc, and the records
 // they changed. Every function here runs on the replica writer thread (the read-write Replica).
 //
-// A local edit is one transaction: validation against the replica (plan_edit), the local versions of every
-// record it changes (record), upstream's versions set aside (pending_record), the local ids it handed out
-// (local_id) and the outbox entry. The replica runs with synchronous=FULL, so when write_locally returns the
-// edit is on disk and the tool may be told it was accepted.
+// A local edit is atomic: validation against the replica (plan_edit), the local versions of every record it
+// changes (record), upstream's versions set aside (pending_record), the local ids it handed out (local_id)
+// and the outbox entry, in one savepoint (replica/savepoint.hpp). Called on its own, that savepoint is a
+// transaction committed with synchronous=FULL before write_locally returns. Called as a change of the
+// writer's group commit (ReplicaWriter::post_change, as the loopback does), it is part of the group's
+// transaction, and the edit is on disk, and the tool may be told it was accepted, once the change's
+// completion says so. The other functions here that change several rows use a savepoint too, so the pusher's
+// bookkeeping can share group commits the same way.
 
 #include <cstdint>
 #include <optional>
@@ -25,6 +29,7 @@ struct LocalWrite {
 };
 
 // Validates and applies a write made through the loopback while it cannot go to Knosc at once, and queues it.
+// A refused edit (EditError) leaves no trace: its savepoint is rolled back, no local id is used.
 LocalWrite write_locally(Replica& rep, const EditRequest& request, const std::string& local_user,
                          std::int64_t now);
 

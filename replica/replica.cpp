@@ -17,6 +17,7 @@
 #include "replica/list_page.hpp"
 #include "replica/list_query.hpp"
 #include "replica/migrations.hpp"
+#include "replica/savepoint.hpp"
 
 namespace knosc::replica {
 namespace {
@@ -325,6 +326,7 @@ struct Replica::Statements {
   SQLite::Statement pending_ids;
   SQLite::Statement select_pending;
   SQLite::Statement update_pending_upstream;
+  SQLite::Statement upsert_row;  // write_row: local edits and fetched records
   RowText row_text;
   SlotText slot_text;
 
@@ -364,8 +366,44 @@ struct Replica::Statements {
         update_pending_upstream(
             db,
             "UPDATE pending_record SET upstream_body = ?3, upstream_hash = ?4, seen_at = ?5 "
-            "WHERE resource = ?1 AND id = ?2") {}
+            "WHERE resource = ?1 AND id = ?2"),
+        // The key slots (?7..?14) are written with the body, as a pass writes them, so the lists' indexes see
+        // the new values; a new row gets its resource's layout (?15, ?16), which the partial indexes read.
+        upsert_row(
+            db,
+            "INSERT INTO record (resource, id, parent_id, body, body_hash, updated_at, k1, k2, k3, k4, k5, "
+            "k6, k7, k8, slot_count, nested_parts) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) "
+            "ON CONFLICT (resource, id) DO UPDATE SET parent_id = ?3, body = ?4, body_hash = ?5, "
+            "updated_at = ?6, k1 = ?7, k2 = ?8, k3 = ?9, k4 = ?10, k5 = ?11, k6 = ?12, k7 = ?13, k8 = ?14 "
+            "WHERE body_hash IS NOT ?5") {}
 };
+
+void Replica::write_row(const schema::Resource& res, const Json& row, std::int64_t now) {
+  auto idv = row.find("id");
+  if (idv == row.end()) return;
+  auto id = record_id_from_json(*idv);
+  if (!id) return;
+  std::optional<RecordId> parent;
+  if (!res.parent_key.empty())
+    if (auto p = row.find(res.parent_key); p != row.end()) parent = record_id_from_json(*p);
+  const auto hash = static_cast<std::int64_t>(content_hash(row));
+  // Prepared once: every local edit writes its records here, and parsing the statement each time cost more
+  // than running it.
+  Reset up(st_->upsert_row);
+  up->bind(1, res.name);
+  bind_id(*up, 2, *id);
+  bind_optional_id(*up, 3, parent);
+  up->bind(4, row.dump());
+  up->bind(5, hash);
+  up->bind(6, now);
+  SlotText slot_text;
+  const SlotFiller slots(res);
+  slots.bind(*up, 7, row, slot_text);
+  up->bind(15, slots.layout().slot_count);
+  up->bind(16, static_cast<int>(slots.layout().nested_parts));
+  up->exec();
+}
 
 Replica::Replica(const std::string& path, const schema::Catalog& catalog, Mode mode)
     : catalog_(catalog), db_(path, open_flags(mode), 10'000) {
@@ -812,7 +850,7 @@ std::vector<DeleteCandidate> Replica::delete_candidates(const schema::Resource& 
 }
 
 void Replica::resolve_candidate(const schema::Resource& res, const RecordId& id, bool deleted) {
-  SQLite::Transaction tx(db_);
+  Savepoint tx(db_);  // nests: the pusher's restore runs it inside a group commit (replica/writer.hpp)
   SQLite::Statement del(db_, "DELETE FROM delete_candidate WHERE resource = ?1 AND id = ?2");
   del.bind(1, res.name);
   bind_id(del, 2, id);
@@ -833,7 +871,7 @@ void Replica::resolve_candidate(const schema::Resource& res, const RecordId& id,
       lines.exec();
     }
   }
-  tx.commit();
+  tx.release();
 }
 
 std::vector<RecordId> Replica::nested_due(const schema::Resource& res, std::int64_t fetched_before,
@@ -1113,6 +1151,9 @@ std::optional<std::string> Replica::state(const std::string& key) {
 }
 
 Replica::RefetchableWrites::RefetchableWrites(Replica& rep) : db_(rep.db_) {
+  // Inside a transaction (a group commit of local changes: replica/writer.hpp) the commit is not this
+  // caller's to relax: it carries changes that must be on disk before they are acknowledged.
+  if (in_transaction(db_)) return;
   db_.exec("PRAGMA synchronous = NORMAL");
 }
 

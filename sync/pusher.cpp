@@ -143,20 +143,22 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
         online(std::move(on)),
         trigger_pull(std::move(tp)) {}
 
-  // Runs `work` on the writer thread and `then` with its result back on the loop thread. Exceptions on the
-  // writer are logged and reported as nullopt, so an entry in flight always comes back.
+  // Runs `work` on the writer thread and `then` with its result back on the loop thread, once it is on disk.
+  // Push steps are changes of the writer's group commit (replica/writer.hpp): each in a savepoint of its own,
+  // sharing one commit with the steps and local edits queued with it, so that settling an entry does not cost
+  // an fsync of its own. A failure (`work` threw, its savepoint undone; or the group's commit failed) is
+  // logged and reported as nullopt, so an entry in flight always comes back.
   template <typename T>
   void on_writer(std::function<T(replica::Replica&)> work, std::function<void(std::optional<T>)> then) {
     auto self = shared_from_this();
-    writer.post([self, work = std::move(work), then = std::move(then)](replica::Replica& rep) mutable {
-      std::optional<T> out;
-      try {
-        out = work(rep);
-      } catch (const std::exception& e) {
-        spdlog::error("push: the replica could not record a push step: {}", e.what());
-      }
-      self->inbox.post([then = std::move(then), out = std::move(out)]() mutable { then(std::move(out)); });
-    });
+    writer.post_change([work = std::move(work)](replica::Replica& rep) { return work(rep); },
+                       [self, then = std::move(then)](replica::ChangeResult<T> r) mutable {
+                         if (!r.committed())
+                           spdlog::error("push: the replica could not record a push step: {}", r.error);
+                         self->inbox.post([then = std::move(then), out = std::move(r.value)]() mutable {
+                           then(std::move(out));
+                         });
+                       });
   }
 
   // Loading ---------------------------------------------------------------------------------------------

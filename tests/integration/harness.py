@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import sqlite3
@@ -152,6 +153,22 @@ class Daemon:
     def log(self) -> str:
         with open(self.log_path, encoding="utf-8", errors="replace") as fh:
             return fh.read()
+
+    def loopback_bases(self) -> list:
+        """Every loopback base this daemon's log announced, oldest first (each start picks a new port)."""
+        return re.findall(r"loopback API on (\S+)", self.log())
+
+    def restart(self, kill: bool = False, timeout: float = 30) -> str:
+        """Stops the daemon (SIGTERM, or SIGKILL with kill=True), starts it again and returns the new loopback
+        base once the log has announced it."""
+        before = len(self.loopback_bases())
+        if kill:
+            self.kill9()
+        else:
+            self.stop(timeout=timeout)
+        self.start()
+        wait_until(lambda: len(self.loopback_bases()) > before, timeout, "the restarted loopback", interval=0.05)
+        return self.loopback_bases()[-1]
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

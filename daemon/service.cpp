@@ -371,13 +371,16 @@ int run_daemon(const Config& config) {
   rt.session.reset();
   rt.link.reset();
   rt.http.reset();
-  rt.inbox.reset();
+  rt.inbox->close();
   uv_run(&rt.loop, UV_RUN_DEFAULT);  // let the close callbacks of destroyed objects run
   rt.readers->stop();
   rt.readers.reset();
-  // Tasks still queued (connectivity notes) finish before the replica closes.
+  // Tasks still queued (connectivity notes, a push's last bookkeeping) finish before the replica closes. The
+  // inbox they answer through outlives them, closed: what they post then is dropped, never sent to a freed
+  // object.
   rt.writer->stop();
   rt.writer.reset();
+  rt.inbox.reset();
   if (uv_loop_close(&rt.loop) != 0) spdlog::warn("event loop closed with handles still open");
   spdlog::info("stopped");
   return 0;

@@ -131,6 +131,12 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
     std::optional<std::string> server_id;
   };
   std::map<std::int64_t, Answer> answers;
+  // A landed change may change what other rows show (a supplier's name in its orders, a header's totals):
+  // its resource gets a pass, but at most one every kPullAfterPushEvery, so draining thousands of edits of
+  // one list starts a few passes rather than one per edit (the record itself is read back at once).
+  static constexpr std::chrono::seconds kPullAfterPushEvery{10};
+  std::map<std::string, std::chrono::steady_clock::time_point> last_pull_after_push;
+  std::set<std::string> pulls_wanted;
 
   Impl(uv_loop_t* l, UpstreamSession& s, replica::ReplicaWriter& w, LoopInbox& i, const schema::Catalog& c,
        PushOptions o, OnlineFn on, TriggerPullFn tp)
@@ -258,6 +264,8 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
                                                                            std::chrono::system_clock::now());
       wait_ms = static_cast<std::uint64_t>(std::clamp<std::int64_t>(d.count() + 1, 1, 30'000));
     }
+    if (const auto pull_in = start_wanted_pulls())
+      wait_ms = std::min<std::uint64_t>(wait_ms, static_cast<std::uint64_t>(pull_in->count()) + 1);
     arm(wait_ms);
   }
 
@@ -590,9 +598,41 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
     ++finished;
     last_progress_at = unix_now();
     last_error.clear();
-    if (trigger_pull && !resource.empty()) trigger_pull(resource);
+    if (!resource.empty()) pull_after_push(resource);
     restore(std::move(released), [this, seq] { settled_for_waiter(seq); });
     settle(seq);
+  }
+
+  void pull_after_push(const std::string& resource) {
+    if (!trigger_pull) return;
+    const auto now = std::chrono::steady_clock::now();
+    auto last = last_pull_after_push.find(resource);
+    if (last != last_pull_after_push.end() && now - last->second < kPullAfterPushEvery) {
+      pulls_wanted.insert(resource);  // started by schedule() once the interval has passed
+      return;
+    }
+    last_pull_after_push[resource] = now;
+    pulls_wanted.erase(resource);
+    trigger_pull(resource);
+  }
+
+  // Starts the passes that waited out kPullAfterPushEvery; returns how long until the next one is due.
+  std::optional<std::chrono::milliseconds> start_wanted_pulls() {
+    std::optional<std::chrono::milliseconds> next;
+    const auto now = std::chrono::steady_clock::now();
+    for (auto it = pulls_wanted.begin(); it != pulls_wanted.end();) {
+      const auto due = last_pull_after_push[*it] + kPullAfterPushEvery;
+      if (due <= now) {
+        last_pull_after_push[*it] = now;
+        if (trigger_pull) trigger_pull(*it);
+        it = pulls_wanted.erase(it);
+        continue;
+      }
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(due - now);
+      next = next ? std::min(*next, left) : left;
+      ++it;
+    }
+    return next;
   }
 
   // Waiters ------------------------------------------------------------------------------------------------

@@ -132,7 +132,7 @@ struct JobsDeps {
   sync::LoopInbox* inbox = nullptr;
   sync::UpstreamSession* upstream = nullptr;             // the service account's session
   std::function<std::optional<bool>()> online;           // the link to Knosc as the puller sees it
-  std::function<void(const std::string&)> trigger_pull;  // start a pass of a resource now
+  std::function<bool(const std::string&)> trigger_pull;  // start a pass of a resource now
   sync::BackoffConfig backoff;                           // waits between tries of a transient failure
 };
 

@@ -42,7 +42,7 @@ struct LoopbackDeps {
   std::function<sync::LinkReport()> link;                     // the same with since when and why
   std::function<std::vector<sync::PullProgress>()> progress;  // live pass progress
   sync::UpstreamSession* upstream = nullptr;                  // the service account's session, for changes
-  std::function<void(const std::string&)> trigger_pull;       // start a pass of a resource now
+  std::function<bool(const std::string&)> trigger_pull;       // start a pass of a resource now
   Jobs* jobs = nullptr;                                       // /api/job routes (uploads and their polling)
   AnalyticsCache* analytics = nullptr;                        // dashboards and other cached analytics
   std::function<void(std::int64_t)> outbox_queued;            // a change was queued (outbox seq)

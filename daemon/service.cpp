@@ -242,7 +242,7 @@ int run_daemon(const Config& config) {
   deps.link = [link] { return link->report(); };
   deps.progress = [puller] { return puller->progress(); };
   deps.upstream = rt.session.get();
-  deps.trigger_pull = [puller](const std::string& resource) { puller->trigger(resource); };
+  deps.trigger_pull = [puller](const std::string& resource) { return puller->trigger(resource); };
   {
     sync::PushOptions push;
     push.max_parallel = config.pull.max_concurrent_requests;

@@ -64,6 +64,7 @@ struct Puller::Task {
   std::vector<NestedResult> nested_results;  // get-one answers of the batch in flight
   Phase phase = Phase::Idle;
   Clock::time_point due{};
+  bool again = false;  // triggered while running: pass again at once
   int failures = 0;
   std::optional<Clock::time_point> server_not_before;  // a Retry-After Knosc named for the last failure
   replica::PassCursor cursor;
@@ -151,6 +152,10 @@ bool Puller::trigger(const std::string& resource) {
     if (t->phase == Phase::Idle) {
       t->due = Clock::now();
       kick();
+    } else {
+      // The pass under way may have read its pages before the change that asks for this one: another
+      // starts as soon as it ends.
+      t->again = true;
     }
     return true;
   }
@@ -629,13 +634,15 @@ void Puller::finish(Task& t) {
   t.failures = 0;
   t.last_error.clear();
   t.first_pass_done = true;
-  t.due = Clock::now() + std::chrono::seconds(t.interval_seconds);
+  t.due = t.again ? Clock::now() : Clock::now() + std::chrono::seconds(t.interval_seconds);
+  t.again = false;
   kick();
 }
 
 void Puller::fail(Task& t, Disposition d, const std::string& message,
                   std::optional<std::chrono::seconds> retry_after) {
   t.phase = Phase::Idle;
+  t.again = false;  // the next pass starts after whatever asked for another
   t.last_error = message;
   if (stopping_) return;
   std::chrono::milliseconds wait;

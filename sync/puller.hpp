@@ -73,7 +73,8 @@ class Puller {
   // Starts no more requests or replica work; `done` runs once everything in flight has come back (a page
   // being written finishes its transaction, so the checkpoint stays exact).
   void stop(std::function<void()> done);
-  // Starts a pass of `resource` now if it is idle (false when unknown or disabled).
+  // Starts a pass of `resource` now if it is idle, or again as soon as the running one ends (false when
+  // unknown or disabled).
   bool trigger(const std::string& resource);
 
   // The link came back (LinkMonitor::on_link_back): passes that back off after failures start now.

@@ -107,11 +107,11 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
   bool stopping = false;
   std::function<void()> on_stopped;
   std::set<std::int64_t> in_flight;
+  std::set<std::int64_t> recording;  // in flight, Knosc has answered, the replica is recording the outcome
   std::int64_t pushed = 0;
   std::uint64_t finished = 0;  // landed or parked, for the watchdog
   std::optional<std::int64_t> last_progress_at;
   std::deque<conflict::QueueSample> samples;
-  std::map<std::string, std::int64_t> held;  // the last choice's hold reasons, for the status
   bool stalled = false;
   std::string last_error;
   // The unix time before which Knosc asked (Retry-After) not to be sent an entry again; a link coming back
@@ -207,7 +207,14 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
 
   void sample_queue(bool is_online) {
     const auto now = std::chrono::system_clock::now();
-    samples.push_back({now, finished, waiting(), is_online});
+    // At most about one sample a second (the last one takes the newest values): schedule() runs on every
+    // settle, and a long drain would otherwise keep tens of thousands of samples to judge each time.
+    const conflict::QueueSample sample{now, finished, waiting(), is_online};
+    if (samples.size() >= 2 && now - samples[samples.size() - 2].at < std::chrono::seconds(1)) {
+      samples.back() = sample;
+    } else {
+      samples.push_back(sample);
+    }
     while (samples.size() > 2 && samples[1].at < now - options.stall_after - std::chrono::seconds(60))
       samples.pop_front();
     const bool was = stalled;
@@ -229,31 +236,7 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
     // link_returned() wakes the pusher the moment the link is back; until then the watchdog's samples go on.
     if (!is_online) return arm(5000);
 
-    std::vector<conflict::OutboxItem> items;
-    items.reserve(entries.size());
-    std::map<std::string, conflict::RecordKey> creates;  // local id -> the record its create makes
-    for (const auto& [seq, e] : entries)
-      if (e.op == "create")
-        creates[replica::to_string(e.record_id)] = {e.resource, replica::to_string(e.record_id)};
-    for (const auto& [seq, e] : entries) {
-      conflict::OutboxItem it;
-      it.seq = seq;
-      it.record = {e.resource, replica::to_string(e.record_id)};
-      it.op = e.op;
-      for (auto need : e.needs)
-        if (auto c = creates.find(std::to_string(need)); c != creates.end())
-          it.local_refs.push_back(c->second);
-      it.not_before = from_unix(e.next_attempt_at.value_or(0));
-      it.state = e.state == "queued"     ? conflict::EntryState::Queued
-                 : e.state == "conflict" ? conflict::EntryState::Conflict
-                                         : conflict::EntryState::Rejected;
-      items.push_back(std::move(it));
-    }
-    const auto choice = conflict::choose_sends(
-        items, in_flight, static_cast<std::size_t>(options.max_parallel), std::chrono::system_clock::now());
-    held.clear();
-    for (const auto& h : choice.held)
-      ++held[std::string(conflict::to_string(h.reason))];
+    const auto choice = choose(false);
     for (auto seq : choice.send) {
       in_flight.insert(seq);
       push(entries.at(seq));
@@ -267,6 +250,45 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
     if (const auto pull_in = start_wanted_pulls())
       wait_ms = std::min<std::uint64_t>(wait_ms, static_cast<std::uint64_t>(pull_in->count()) + 1);
     arm(wait_ms);
+  }
+
+  // What to send now (conflict::choose_sends). Each entry's fate depends only on the entries before it, so
+  // the choice is made on a prefix of the outbox that doubles until the request slots are full or every entry
+  // has been seen: with thousands of entries waiting, a free slot costs a look at a few dozen of them, not at
+  // all (which made a long drain spend its time choosing). `whole` looks at every entry, for the status's
+  // hold reasons.
+  conflict::SendChoice choose(bool whole) const {
+    // Entries recording their outcome are still in flight (their records stay busy) but no longer hold a
+    // request to Knosc, so they do not count against the parallelism: a commit never idles the link.
+    const auto limit = static_cast<std::size_t>(options.max_parallel) + recording.size();
+    const auto now = std::chrono::system_clock::now();
+    std::vector<conflict::OutboxItem> items;
+    std::map<std::string, conflict::RecordKey> creates;  // local id -> the record its create makes
+    auto next = entries.begin();
+    std::size_t prefix = whole ? entries.size() : 4 * limit + 16;
+    for (;;) {
+      for (; next != entries.end() && items.size() < prefix; ++next) {
+        const auto& e = next->second;
+        conflict::OutboxItem it;
+        it.seq = next->first;
+        it.record = {e.resource, replica::to_string(e.record_id)};
+        it.op = e.op;
+        // A record is created before anything names it, so its create lies in the prefix already.
+        if (e.op == "create") creates[it.record.id] = it.record;
+        for (auto need : e.needs)
+          if (auto c = creates.find(std::to_string(need)); c != creates.end())
+            it.local_refs.push_back(c->second);
+        it.not_before = from_unix(e.next_attempt_at.value_or(0));
+        it.state = e.state == "queued"     ? conflict::EntryState::Queued
+                   : e.state == "conflict" ? conflict::EntryState::Conflict
+                                           : conflict::EntryState::Rejected;
+        items.push_back(std::move(it));
+      }
+      auto choice = conflict::choose_sends(items, in_flight, limit, now);
+      // Every slot taken: entries further on could only wait for one (and a settle looks again).
+      if (next == entries.end() || in_flight.size() + choice.send.size() >= limit) return choice;
+      prefix *= 2;
+    }
   }
 
   // One entry ----------------------------------------------------------------------------------------------
@@ -457,6 +479,7 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
     const auto seq = e.seq;
     answers[seq].server_id = server_text;
     decide_landed(seq);
+    recorded_next(seq);
     RecordId server =
         res.id_type == schema::IdType::Integer ? RecordId{std::stoll(server_text)} : RecordId{server_text};
     const RecordId local = e.record_id;
@@ -578,6 +601,7 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
   void finish_landed(OutboxEntry& e) {
     const auto seq = e.seq;
     decide_landed(seq);
+    recorded_next(seq);
     on_writer<Released>(
         [seq](replica::Replica& rep) { return replica::complete_entry(rep, seq, unix_now()); },
         [this, seq](std::optional<Released> released) {
@@ -598,22 +622,32 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
     ++finished;
     last_progress_at = unix_now();
     last_error.clear();
-    if (!resource.empty()) pull_after_push(resource);
-    restore(std::move(released), [this, seq] { settled_for_waiter(seq); });
+    // With a tool waiting, the record is read back now so its answer and the replica agree with Knosc. Nobody
+    // waiting (a drain after an outage): the pass after the push brings the record with its whole list, so
+    // a drain costs Knosc its reads and writes only, not a third request per edit.
+    const bool read_back = waiters.contains(seq) || resource.empty() || !pull_after_push(resource);
+    restore(
+        std::move(released), [this, seq] { settled_for_waiter(seq); }, read_back ? nullptr : &resource);
     settle(seq);
   }
 
-  void pull_after_push(const std::string& resource) {
-    if (!trigger_pull) return;
+  // Returns whether `resource` has a pass that will run (now or once the interval has passed).
+  bool pull_after_push(const std::string& resource) {
+    if (!trigger_pull) return false;
+    const auto* res = catalog.find(resource);
+    if (!res || res->is_line_list()) {
+      trigger_pull(resource);
+      return false;  // a line's record is its header, which the line list's pass does not store
+    }
     const auto now = std::chrono::steady_clock::now();
     auto last = last_pull_after_push.find(resource);
     if (last != last_pull_after_push.end() && now - last->second < kPullAfterPushEvery) {
       pulls_wanted.insert(resource);  // started by schedule() once the interval has passed
-      return;
+      return true;
     }
     last_pull_after_push[resource] = now;
     pulls_wanted.erase(resource);
-    trigger_pull(resource);
+    return trigger_pull(resource);
   }
 
   // Starts the passes that waited out kPullAfterPushEvery; returns how long until the next one is due.
@@ -680,6 +714,7 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
     spdlog::warn("push: outbox entry {} ({} {}) failed ({}); try {} in {} ms", seq, e.method, e.path,
                  last_error, attempts + 1, delay.count());
     const auto error = error_text(r);
+    recorded_next(seq);
     on_writer<bool>(
         [seq, next, error, unknown](replica::Replica& rep) {
           replica::retry_entry(rep, seq, next, error, unknown);
@@ -711,6 +746,7 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
     spdlog::warn("push: Knosc refused outbox entry {} ({} {}): {}; the local change is undone and {}", seq,
                  e.method, e.path, error,
                  heard ? "the tool that made it was given the error" : "the entry kept for a person");
+    recorded_next(seq);
     on_writer<Released>(
         [seq, error, heard](replica::Replica& rep) {
           return replica::reject_entry(rep, seq, error, unix_now(), heard);
@@ -736,6 +772,7 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
     const auto seq = e.seq;
     answers.erase(seq);
     spdlog::warn("push: outbox entry {} ({} {}) waits for a person: {}", seq, e.method, e.path, kind);
+    recorded_next(seq);
     on_writer<std::int64_t>(
         [seq, kind, base, local, remote, fields](replica::Replica& rep) {
           return replica::park_conflict(rep, seq, kind, base, local, remote, fields, unix_now());
@@ -787,9 +824,17 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
     });
   }
 
+  // Knosc's part of entry `seq` is over; what is left is the replica's. Its request slot goes to the next
+  // entry at once.
+  void recorded_next(std::int64_t seq) {
+    if (!in_flight.contains(seq) || !recording.insert(seq).second) return;
+    schedule();
+  }
+
   // The entry is no longer in flight: look for what may go next.
   void settle(std::int64_t seq) {
     in_flight.erase(seq);
+    recording.erase(seq);
     if (stopping) {
       if (in_flight.empty() && on_stopped) {
         auto cb = std::move(on_stopped);
@@ -803,8 +848,15 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
 
   // Records whose local edits are all settled take upstream's version again: fetched now (the next pass would
   // bring them too, but the tool should not see its undone or merged edit for minutes). Lines are fetched
-  // through their header. `then` runs once every record is stored (or could not be fetched).
-  void restore(Released released, std::function<void()> then = nullptr) {
+  // through their header. `then` runs once every record is stored (or could not be fetched). Records of
+  // `left_to_pass` are not fetched: a pass of that resource is on its way.
+  void restore(Released released, std::function<void()> then = nullptr,
+               const std::string* left_to_pass = nullptr) {
+    if (left_to_pass) {
+      std::erase_if(released, [&](const auto& r) {
+        return r.first == *left_to_pass && !replica::is_local_id(r.second);
+      });
+    }
     if (released.empty()) {
       if (then) then();
       return;
@@ -1086,7 +1138,8 @@ PushStatus Pusher::status() const {
   s.last_progress_at = d.last_progress_at;
   s.stalled = d.stalled;
   s.last_error = d.last_error;
-  s.held = d.held;
+  for (const auto& h : d.choose(true).held)
+    ++s.held[std::string(conflict::to_string(h.reason))];
   return s;
 }
 

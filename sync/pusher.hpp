@@ -88,7 +88,8 @@ enum class Resolution {
 class Pusher {
  public:
   using OnlineFn = std::function<std::optional<bool>()>;
-  using TriggerPullFn = std::function<void(const std::string&)>;
+  // Starts a pass of a resource now (or right after the one running); false when it has no pass.
+  using TriggerPullFn = std::function<bool(const std::string&)>;
 
   Pusher(uv_loop_t* loop, UpstreamSession& session, replica::ReplicaWriter& writer, LoopInbox& inbox,
          const schema::Catalog& catalog, PushOptions options, OnlineFn online, TriggerPullFn trigger_pull);

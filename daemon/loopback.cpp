@@ -504,7 +504,6 @@ struct LoopbackApi::Impl {
     replica::EditRequest edit;
     edit.method = w.method;
     edit.path.assign(w.seg.begin() + 1, w.seg.end());
-    edit.now_iso = iso8601_utc(unix_now());
     if (auto e = session.profile.find("User Email"); e != session.profile.end() && e->is_string())
       edit.user_email = e->get<std::string>();
     const bool has_body = !body->is_null();

@@ -30,15 +30,6 @@ sync::LinkReport link_of(const replica::ReplicaStatus& status, bool running) {
 
 }  // namespace
 
-std::string iso8601_utc(std::int64_t unix_seconds) {
-  std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 nlohmann::ordered_json status_json(const replica::ReplicaStatus& status, bool running) {
   nlohmann::ordered_json out;
   const auto link = link_of(status, running);

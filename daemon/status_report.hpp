@@ -10,12 +10,14 @@
 #include <vector>
 
 #include "daemon/local_auth.hpp"
+#include "replica/local_edit.hpp"
 #include "replica/replica.hpp"
 #include "sync/link_state.hpp"
 
 namespace knosc::daemon {
 
-std::string iso8601_utc(std::int64_t unix_seconds);
+// Knosc's time format, which the status uses too.
+using replica::iso8601_utc;
 
 // `running` says whether a daemon holds the state directory's lock right now.
 nlohmann::ordered_json status_json(const replica::ReplicaStatus& status, bool running);

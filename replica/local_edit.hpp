@@ -87,9 +87,14 @@ struct EditRequest {
   std::string method;             // POST, PUT, PATCH, DELETE
   std::vector<std::string> path;  // the segments after /api, e.g. {"purchase-order", "42"}
   const Json* body = nullptr;     // the parsed JSON body; nullptr when the request had none
-  std::string now_iso;            // the time of the edit, for keys Knosc stamps (ticket Created At, ...)
+  std::string now_iso;            // the time of the edit, for keys Knosc stamps (ticket Created At, ...);
+                                  // write_locally sets it from the time of its commit
   std::string user_email;         // the local user, for keys Knosc fills from the caller (note Author Email)
 };
+
+// A time as Knosc stamps it (`Created At`, `Updated At`): ISO 8601, UTC, whole seconds, e.g.
+// "2024-03-05T14:00:00Z".
+std::string iso8601_utc(std::int64_t unix_seconds);
 
 // Issue-tracker notes as a resource of their own for local ids and the outbox; they are not a catalog
 // resource (the replica keeps them inside their ticket, under "Notes").

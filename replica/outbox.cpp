@@ -37,11 +37,11 @@ Json parse_optional(const SQLite::Column& c) {
 // Records touched by `seq` that no other open entry (queued or waiting on a conflict) touches.
 std::vector<std::pair<std::string, RecordId>> released_records(Replica& rep, std::int64_t seq) {
   std::vector<std::pair<std::string, RecordId>> out;
-  SQLite::Statement q(
-      rep.db(),
+  auto q_cached = rep.cached(
       "SELECT t.resource, t.id FROM outbox_touch t WHERE t.seq = ?1 AND NOT EXISTS ("
       "SELECT 1 FROM outbox_touch o JOIN outbox e ON e.seq = o.seq WHERE o.resource = t.resource "
       "AND o.id = t.id AND o.seq != ?1 AND e.state IN ('queued', 'conflict'))");
+  SQLite::Statement& q = *q_cached;
   q.bind(1, seq);
   while (q.executeStep())
     if (auto id = column_id(q.getColumn(1))) out.emplace_back(q.getColumn(0).getString(), *id);
@@ -50,9 +50,10 @@ std::vector<std::pair<std::string, RecordId>> released_records(Replica& rep, std
 
 void set_state(Replica& rep, std::int64_t seq, const std::string& state,
                const std::optional<std::string>& error, std::int64_t now) {
-  SQLite::Statement up(rep.db(),
-                       "UPDATE outbox SET state = ?2, last_error = COALESCE(?3, last_error), done_at = ?4, "
-                       "next_attempt_at = NULL WHERE seq = ?1");
+  auto up_cached = rep.cached(
+      "UPDATE outbox SET state = ?2, last_error = COALESCE(?3, last_error), done_at = ?4, "
+      "next_attempt_at = NULL WHERE seq = ?1");
+  SQLite::Statement& up = *up_cached;
   up.bind(1, seq);
   up.bind(2, state);
   if (error) {
@@ -75,9 +76,10 @@ RecordId allocate_local_id(Replica& rep, const schema::Resource& res) {
   // One counter for every resource, so a local id names one record whatever its resource (see collect_needs).
   const bool integer = res.id_type == schema::IdType::Integer;
   const std::string counter = integer ? "local-integer" : "local-string";
-  SQLite::Statement up(rep.db(),
-                       "INSERT INTO id_counter (name, next) VALUES (?1, 2) "
-                       "ON CONFLICT (name) DO UPDATE SET next = next + 1 RETURNING next - 1");
+  auto up_cached = rep.cached(
+      "INSERT INTO id_counter (name, next) VALUES (?1, 2) "
+      "ON CONFLICT (name) DO UPDATE SET next = next + 1 RETURNING next - 1");
+  SQLite::Statement& up = *up_cached;
   up.bind(1, counter);
   if (!up.executeStep()) throw std::runtime_error("the local id counter did not advance");
   const std::int64_t n = up.getColumn(0).getInt64();
@@ -86,8 +88,21 @@ RecordId allocate_local_id(Replica& rep, const schema::Resource& res) {
   return RecordId{std::string(kLocalStringIdPrefix) + std::to_string(n)};
 }
 
-LocalWrite write_locally(Replica& rep, const EditRequest& request, const std::string& local_user,
+std::string local_user_email(Replica& rep, const std::string& local_user) {
+  auto q_cached = rep.cached("SELECT profile FROM local_user WHERE username = ?1");
+  SQLite::Statement& q = *q_cached;
+  q.bind(1, local_user);
+  if (!q.executeStep()) return "";
+  const Json profile = Json::parse(q.getColumn(0).getString(), nullptr, false);
+  const auto email = profile.is_object() ? profile.find("User Email") : profile.end();
+  return profile.is_object() && email != profile.end() && email->is_string() ? email->get<std::string>() : "";
+}
+
+LocalWrite write_locally(Replica& rep, const EditRequest& edit, const std::string& local_user,
                          std::int64_t now) {
+  // Knosc stamps a change with the time it makes it; here that is the time of the local commit.
+  EditRequest request = edit;
+  request.now_iso = iso8601_utc(now);
   LocalWrite out;
   Savepoint tx(rep.db());
   ReplicaLookup lookup(rep);
@@ -113,8 +128,8 @@ LocalWrite write_locally(Replica& rep, const EditRequest& request, const std::st
   }
   for (const auto& [res, id] : created) {
     if (const auto* i = std::get_if<std::int64_t>(&id)) needs.erase(*i);
-    SQLite::Statement ins(rep.db(),
-                          "INSERT INTO local_id (resource, local_id, created_at) VALUES (?1, ?2, ?3)");
+    auto ins_cached = rep.cached("INSERT INTO local_id (resource, local_id, created_at) VALUES (?1, ?2, ?3)");
+    SQLite::Statement& ins = *ins_cached;
     ins.bind(1, res->name);
     bind_id(ins, 2, id);
     ins.bind(3, now);
@@ -125,10 +140,10 @@ LocalWrite write_locally(Replica& rep, const EditRequest& request, const std::st
   std::string path = "/" + request.path.front();
   for (std::size_t i = 1; i < request.path.size(); ++i)
     path += "/" + request.path[i];
-  SQLite::Statement ins(
-      rep.db(),
+  auto ins_cached = rep.cached(
       "INSERT INTO outbox (resource, record_id, op, method, path, request, base, local_user, "
       "created_at, refs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING seq");
+  SQLite::Statement& ins = *ins_cached;
   ins.bind(1, plan->res->name);
   bind_id(ins, 2, plan->id);
   ins.bind(3, plan->op);
@@ -158,8 +173,8 @@ LocalWrite write_locally(Replica& rep, const EditRequest& request, const std::st
   std::set<std::pair<std::string, std::string>> seen;
   for (const auto& r : plan->records) {
     if (!seen.insert({r.res->name, to_string(r.id)}).second) continue;
-    SQLite::Statement t(rep.db(),
-                        "INSERT OR IGNORE INTO outbox_touch (resource, id, seq) VALUES (?1, ?2, ?3)");
+    auto t_cached = rep.cached("INSERT OR IGNORE INTO outbox_touch (resource, id, seq) VALUES (?1, ?2, ?3)");
+    SQLite::Statement& t = *t_cached;
     t.bind(1, r.res->name);
     bind_id(t, 2, r.id);
     t.bind(3, out.seq);
@@ -173,24 +188,26 @@ void Replica::store_local_version(const schema::Resource& res, const RecordId& i
                                   const std::optional<Json>& record, std::int64_t now) {
   {
     // Upstream's version is what `record` holds until the first local edit; later edits keep it as it is.
-    SQLite::Statement mark(
-        db(),
+    auto mark_cached = cached(
         "INSERT INTO pending_record (resource, id, upstream_body, upstream_hash, seen_at, since) "
         "SELECT ?1, ?2, body, body_hash, updated_at, ?3 FROM record "
         "WHERE resource = ?1 AND id = ?2 ON CONFLICT (resource, id) DO NOTHING");
+    SQLite::Statement& mark = *mark_cached;
     mark.bind(1, res.name);
     bind_id(mark, 2, id);
     mark.bind(3, now);
     mark.exec();
-    SQLite::Statement fresh(db(),
-                            "INSERT OR IGNORE INTO pending_record (resource, id, since) VALUES (?1, ?2, ?3)");
+    auto fresh_cached =
+        cached("INSERT OR IGNORE INTO pending_record (resource, id, since) VALUES (?1, ?2, ?3)");
+    SQLite::Statement& fresh = *fresh_cached;
     fresh.bind(1, res.name);
     bind_id(fresh, 2, id);
     fresh.bind(3, now);
     fresh.exec();
   }
   if (!record) {
-    SQLite::Statement rm(db(), "DELETE FROM record WHERE resource = ?1 AND id = ?2");
+    auto rm_cached = cached("DELETE FROM record WHERE resource = ?1 AND id = ?2");
+    SQLite::Statement& rm = *rm_cached;
     rm.bind(1, res.name);
     bind_id(rm, 2, id);
     rm.exec();
@@ -211,9 +228,10 @@ void Replica::store_local_version(const schema::Resource& res, const RecordId& i
   }
   write_row(res, row, now);
   if (res.has_nested()) {
-    SQLite::Statement up(db(),
-                         "UPDATE record SET nested = ?3, nested_hash = ?4, nested_at = ?5 "
-                         "WHERE resource = ?1 AND id = ?2");
+    auto up_cached = cached(
+        "UPDATE record SET nested = ?3, nested_hash = ?4, nested_at = ?5 "
+        "WHERE resource = ?1 AND id = ?2");
+    SQLite::Statement& up = *up_cached;
     up.bind(1, res.name);
     bind_id(up, 2, id);
     up.bind(3, nested.dump());
@@ -230,7 +248,8 @@ void Replica::store_local_version(const schema::Resource& res, const RecordId& i
       auto lid = line.is_object() && line.contains("id") ? record_id_from_json(line["id"]) : std::nullopt;
       if (!lid) continue;
       kept.insert(to_string(*lid));
-      SQLite::Statement same(db(), "SELECT body_hash FROM record WHERE resource = ?1 AND id = ?2");
+      auto same_cached = cached("SELECT body_hash FROM record WHERE resource = ?1 AND id = ?2");
+      SQLite::Statement& same = *same_cached;
       same.bind(1, lines.name);
       bind_id(same, 2, *lid);
       if (same.executeStep() && same.getColumn(0).getInt64() == static_cast<std::int64_t>(content_hash(line)))
@@ -239,8 +258,9 @@ void Replica::store_local_version(const schema::Resource& res, const RecordId& i
       store_local_version(lines, *lid, line, now);
     }
     std::vector<RecordId> gone;
-    SQLite::Statement q(
-        db(), "SELECT id FROM record WHERE resource = ?1 AND parent_id = ?2 AND parent_id IS NOT NULL");
+    auto q_cached =
+        cached("SELECT id FROM record WHERE resource = ?1 AND parent_id = ?2 AND parent_id IS NOT NULL");
+    SQLite::Statement& q = *q_cached;
     q.bind(1, lines.name);
     bind_id(q, 2, id);
     while (q.executeStep())
@@ -291,9 +311,10 @@ constexpr const char* kEntryColumns =
 
 std::vector<OutboxEntry> open_entries(Replica& rep, std::int64_t after_seq, std::size_t limit) {
   std::vector<OutboxEntry> out;
-  SQLite::Statement q(rep.db(), std::string(kEntryColumns) +
-                                    "WHERE seq > ?2 AND state IN ('queued', 'conflict', 'rejected') "
-                                    "ORDER BY seq LIMIT ?1");
+  auto q_cached = rep.cached(std::string(kEntryColumns) +
+                             "WHERE seq > ?2 AND state IN ('queued', 'conflict', 'rejected') "
+                             "ORDER BY seq LIMIT ?1");
+  SQLite::Statement& q = *q_cached;
   q.bind(1, static_cast<std::int64_t>(limit));
   q.bind(2, after_seq);
   while (q.executeStep())
@@ -302,7 +323,8 @@ std::vector<OutboxEntry> open_entries(Replica& rep, std::int64_t after_seq, std:
 }
 
 std::optional<OutboxEntry> outbox_entry(Replica& rep, std::int64_t seq) {
-  SQLite::Statement q(rep.db(), std::string(kEntryColumns) + "WHERE seq = ?1");
+  auto q_cached = rep.cached(std::string(kEntryColumns) + "WHERE seq = ?1");
+  SQLite::Statement& q = *q_cached;
   q.bind(1, seq);
   if (!q.executeStep()) return std::nullopt;
   return entry_from(q);
@@ -310,7 +332,8 @@ std::optional<OutboxEntry> outbox_entry(Replica& rep, std::int64_t seq) {
 
 std::vector<std::pair<std::string, std::int64_t>> outbox_counts(Replica& rep) {
   std::vector<std::pair<std::string, std::int64_t>> out;
-  SQLite::Statement q(rep.db(), "SELECT state, COUNT(*) FROM outbox GROUP BY state ORDER BY state");
+  auto q_cached = rep.cached("SELECT state, COUNT(*) FROM outbox GROUP BY state ORDER BY state");
+  SQLite::Statement& q = *q_cached;
   while (q.executeStep())
     out.emplace_back(q.getColumn(0).getString(), q.getColumn(1).getInt64());
   return out;
@@ -334,7 +357,8 @@ Json guard_create(Replica& rep, std::int64_t seq, const std::string& reporter_em
             if (n.is_object() && n.value("Note", Json()) == request.value("Note", Json()) && n.contains("id"))
               not_ours.push_back(n["id"]);
     Json guard{{"sent_at", now}, {"not_ours", not_ours}};
-    SQLite::Statement up(rep.db(), "UPDATE outbox SET create_guard = ?2 WHERE seq = ?1");
+    auto up_cached = rep.cached("UPDATE outbox SET create_guard = ?2 WHERE seq = ?1");
+    SQLite::Statement& up = *up_cached;
     up.bind(1, seq);
     up.bind(2, guard.dump());
     up.exec();
@@ -351,7 +375,8 @@ Json guard_create(Replica& rep, std::int64_t seq, const std::string& reporter_em
   }
   for (std::size_t i = 0; i < match.size(); ++i)
     sql += " AND json_extract(body, ?" + std::to_string(2 * i + 2) + ") IS ?" + std::to_string(2 * i + 3);
-  SQLite::Statement q(rep.db(), sql);
+  auto q_cached = rep.cached(sql);
+  SQLite::Statement& q = *q_cached;
   q.bind(1, res.name);
   for (std::size_t i = 0; i < match.size(); ++i) {
     const int p = static_cast<int>(2 * i + 2);
@@ -373,7 +398,8 @@ Json guard_create(Replica& rep, std::int64_t seq, const std::string& reporter_em
                                                                    : Json(std::get<std::string>(*id)));
   q.reset();
   Json guard{{"sent_at", now}, {"not_ours", not_ours}};
-  SQLite::Statement up(rep.db(), "UPDATE outbox SET create_guard = ?2 WHERE seq = ?1");
+  auto up_cached = rep.cached("UPDATE outbox SET create_guard = ?2 WHERE seq = ?1");
+  SQLite::Statement& up = *up_cached;
   up.bind(1, seq);
   up.bind(2, guard.dump());
   up.exec();
@@ -382,9 +408,10 @@ Json guard_create(Replica& rep, std::int64_t seq, const std::string& reporter_em
 
 void retry_entry(Replica& rep, std::int64_t seq, std::int64_t next_attempt_at, const std::string& error,
                  bool outcome_unknown) {
-  SQLite::Statement up(rep.db(),
-                       "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, "
-                       "outcome_unknown = ?4 WHERE seq = ?1");
+  auto up_cached = rep.cached(
+      "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, "
+      "outcome_unknown = ?4 WHERE seq = ?1");
+  SQLite::Statement& up = *up_cached;
   up.bind(1, seq);
   up.bind(2, next_attempt_at);
   up.bind(3, error);
@@ -497,9 +524,10 @@ std::int64_t park_conflict(Replica& rep, std::int64_t seq, const std::string& ki
   auto entry = outbox_entry(rep, seq);
   if (!entry) throw std::invalid_argument("park_conflict: no outbox entry " + std::to_string(seq));
   Savepoint tx(rep.db());
-  SQLite::Statement ins(rep.db(),
-                        "INSERT INTO conflict (outbox_seq, resource, record_id, base, local, remote, fields, "
-                        "created_at, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id");
+  auto ins_cached = rep.cached(
+      "INSERT INTO conflict (outbox_seq, resource, record_id, base, local, remote, fields, "
+      "created_at, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id");
+  SQLite::Statement& ins = *ins_cached;
   ins.bind(1, seq);
   ins.bind(2, entry->resource);
   bind_id(ins, 3, entry->record_id);
@@ -512,7 +540,8 @@ std::int64_t park_conflict(Replica& rep, std::int64_t seq, const std::string& ki
   if (!ins.executeStep()) throw std::runtime_error("the conflict was not stored");
   const auto id = ins.getColumn(0).getInt64();
   ins.reset();
-  SQLite::Statement up(rep.db(), "UPDATE outbox SET state = 'conflict', conflict_id = ?2 WHERE seq = ?1");
+  auto up_cached = rep.cached("UPDATE outbox SET state = 'conflict', conflict_id = ?2 WHERE seq = ?1");
+  SQLite::Statement& up = *up_cached;
   up.bind(1, seq);
   up.bind(2, id);
   up.exec();
@@ -546,9 +575,10 @@ constexpr const char* kConflictColumns =
 
 void settle_conflict(Replica& rep, std::int64_t seq, const std::string& resolution, const std::string& user,
                      std::int64_t now) {
-  SQLite::Statement up(rep.db(),
-                       "UPDATE conflict SET resolved_at = ?2, resolution = ?3, resolved_by = ?4 "
-                       "WHERE outbox_seq = ?1 AND resolved_at IS NULL");
+  auto up_cached = rep.cached(
+      "UPDATE conflict SET resolved_at = ?2, resolution = ?3, resolved_by = ?4 "
+      "WHERE outbox_seq = ?1 AND resolved_at IS NULL");
+  SQLite::Statement& up = *up_cached;
   up.bind(1, seq);
   up.bind(2, now);
   up.bind(3, resolution);
@@ -559,7 +589,8 @@ void settle_conflict(Replica& rep, std::int64_t seq, const std::string& resoluti
 }  // namespace
 
 std::optional<ConflictRow> conflict_row(Replica& rep, std::int64_t id) {
-  SQLite::Statement q(rep.db(), std::string(kConflictColumns) + "WHERE id = ?1");
+  auto q_cached = rep.cached(std::string(kConflictColumns) + "WHERE id = ?1");
+  SQLite::Statement& q = *q_cached;
   q.bind(1, id);
   if (!q.executeStep()) return std::nullopt;
   return conflict_from(q);
@@ -567,9 +598,9 @@ std::optional<ConflictRow> conflict_row(Replica& rep, std::int64_t id) {
 
 std::vector<ConflictRow> conflict_rows(Replica& rep, bool include_resolved, std::size_t limit) {
   std::vector<ConflictRow> out;
-  SQLite::Statement q(rep.db(), std::string(kConflictColumns) +
-                                    (include_resolved ? "" : "WHERE resolved_at IS NULL ") +
-                                    "ORDER BY id LIMIT ?1");
+  auto q_cached = rep.cached(std::string(kConflictColumns) +
+                             (include_resolved ? "" : "WHERE resolved_at IS NULL ") + "ORDER BY id LIMIT ?1");
+  SQLite::Statement& q = *q_cached;
   q.bind(1, static_cast<std::int64_t>(limit));
   while (q.executeStep())
     out.push_back(conflict_from(q));
@@ -581,10 +612,11 @@ void requeue_entry(Replica& rep, std::int64_t seq, const std::string& op, const 
                    const std::string& resolution, const std::string& user, std::int64_t now) {
   Savepoint tx(rep.db());
   settle_conflict(rep, seq, resolution, user, now);
-  SQLite::Statement up(rep.db(),
-                       "UPDATE outbox SET state = 'queued', op = ?2, method = ?3, path = ?4, request = ?5, "
-                       "base = ?6, attempts = 0, next_attempt_at = NULL, conflict_id = NULL, "
-                       "outcome_unknown = 0 WHERE seq = ?1");
+  auto up_cached = rep.cached(
+      "UPDATE outbox SET state = 'queued', op = ?2, method = ?3, path = ?4, request = ?5, "
+      "base = ?6, attempts = 0, next_attempt_at = NULL, conflict_id = NULL, "
+      "outcome_unknown = 0 WHERE seq = ?1");
+  SQLite::Statement& up = *up_cached;
   up.bind(1, seq);
   up.bind(2, op);
   up.bind(3, method);
@@ -609,7 +641,8 @@ std::vector<std::pair<std::string, RecordId>> drop_entry(Replica& rep, std::int6
 }
 
 std::optional<Json> pending_upstream(Replica& rep, const schema::Resource& res, const RecordId& id) {
-  SQLite::Statement q(rep.db(), "SELECT upstream_body FROM pending_record WHERE resource = ?1 AND id = ?2");
+  auto q_cached = rep.cached("SELECT upstream_body FROM pending_record WHERE resource = ?1 AND id = ?2");
+  SQLite::Statement& q = *q_cached;
   q.bind(1, res.name);
   bind_id(q, 2, id);
   if (!q.executeStep() || q.getColumn(0).isNull()) return std::nullopt;
@@ -617,7 +650,8 @@ std::optional<Json> pending_upstream(Replica& rep, const schema::Resource& res, 
 }
 
 std::optional<RecordId> server_id_of(Replica& rep, const schema::Resource& res, std::int64_t local_id) {
-  SQLite::Statement q(rep.db(), "SELECT server_id FROM local_id WHERE resource = ?1 AND local_id = ?2");
+  auto q_cached = rep.cached("SELECT server_id FROM local_id WHERE resource = ?1 AND local_id = ?2");
+  SQLite::Statement& q = *q_cached;
   q.bind(1, res.name);
   q.bind(2, local_id);
   if (!q.executeStep()) return std::nullopt;

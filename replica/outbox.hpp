@@ -28,8 +28,13 @@ struct LocalWrite {
   std::int64_t seq = 0;  // the outbox entry, when accepted
 };
 
+// The email Knosc knows a loopback user by (their cached profile's "User Email"), for the keys Knosc fills
+// from the caller (a note's Author Email); empty when the user has no cached profile.
+std::string local_user_email(Replica& rep, const std::string& local_user);
+
 // Validates and applies a write made through the loopback while it cannot go to Knosc at once, and queues it.
-// A refused edit (EditError) leaves no trace: its savepoint is rolled back, no local id is used.
+// A refused edit (EditError) leaves no trace: its savepoint is rolled back, no local id is used. The times
+// Knosc stamps (`Updated At`, ...) are `now`, whatever `request.now_iso` says.
 LocalWrite write_locally(Replica& rep, const EditRequest& request, const std::string& local_user,
                          std::int64_t now);
 

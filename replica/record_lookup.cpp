@@ -70,7 +70,8 @@ std::vector<Json> ReplicaLookup::find(const schema::Resource& res, const std::st
     sql += " AND json_extract(body, ?3) = ?2";
   }
   sql += " ORDER BY id";
-  SQLite::Statement q(rep_.db(), sql);
+  auto q_cached = rep_.cached(sql);
+  SQLite::Statement& q = *q_cached;
   if (slot || !quoted) {
     if (!bind_scalar(q, 2, value)) return out;
     if (!slot) q.bind(3, json_path(key));
@@ -99,10 +100,11 @@ std::vector<Json> ReplicaLookup::find_in_lines(const schema::Resource& res, cons
     }
     std::sort(ids.begin(), ids.end());
   } else {
-    SQLite::Statement q(rep_.db(),
-                        "SELECT id FROM record WHERE resource = ?1 AND nested IS NOT NULL AND EXISTS "
-                        "(SELECT 1 FROM json_each(record.nested, ?2) AS j "
-                        " WHERE j.type = 'object' AND json_extract(j.value, ?3) = ?4) ORDER BY id");
+    auto q_cached = rep_.cached(
+        "SELECT id FROM record WHERE resource = ?1 AND nested IS NOT NULL AND EXISTS "
+        "(SELECT 1 FROM json_each(record.nested, ?2) AS j "
+        " WHERE j.type = 'object' AND json_extract(j.value, ?3) = ?4) ORDER BY id");
+    SQLite::Statement& q = *q_cached;
     q.bind(1, res.name);
     q.bind(2, json_path(lines_key));
     q.bind(3, json_path(key));

@@ -12,7 +12,8 @@ namespace knosc::replica {
 // fetched per record, lines from a flat line list, or lists derived from related master data).
 std::optional<Json> compose_record(Replica& rep, const schema::Resource& res, const RecordId& id) {
   const auto& catalog = rep.catalog();
-  SQLite::Statement q(rep.db(), "SELECT body, nested FROM record WHERE resource = ?1 AND id = ?2");
+  auto q_cached = rep.cached("SELECT body, nested FROM record WHERE resource = ?1 AND id = ?2");
+  SQLite::Statement& q = *q_cached;
   q.bind(1, res.name);
   bind_id(q, 2, id);
   if (!q.executeStep()) return std::nullopt;
@@ -26,9 +27,9 @@ std::optional<Json> compose_record(Replica& rep, const schema::Resource& res, co
     const auto& lines = catalog.at(res.lines);
     // "parent_id IS NOT NULL" lets SQLite use the partial (resource, parent_id) index; lines are put in id
     // order here rather than by SQL, which would otherwise walk every line of the resource in id order.
-    SQLite::Statement l(
-        rep.db(),
+    auto l_cached = rep.cached(
         "SELECT id, body FROM record WHERE resource = ?1 AND parent_id = ?2 AND parent_id IS NOT NULL");
+    SQLite::Statement& l = *l_cached;
     l.bind(1, lines.name);
     bind_id(l, 2, id);
     std::vector<std::pair<std::int64_t, std::string>> found;
@@ -45,8 +46,9 @@ std::optional<Json> compose_record(Replica& rep, const schema::Resource& res, co
     rec["details"] = std::move(details);
   }
   for (const auto& derived : res.derived) {
-    SQLite::Statement l(
-        rep.db(), "SELECT body FROM record WHERE resource = ?1 AND json_extract(body, ?2) = ?3 ORDER BY id");
+    auto l_cached =
+        rep.cached("SELECT body FROM record WHERE resource = ?1 AND json_extract(body, ?2) = ?3 ORDER BY id");
+    SQLite::Statement& l = *l_cached;
     l.bind(1, derived.from);
     l.bind(2, "$.\"" + derived.match_key + "\"");
     const auto& own = rec.contains(derived.own_key) ? rec[derived.own_key] : Json();

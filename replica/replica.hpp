@@ -7,6 +7,7 @@
 // their own read-only Replica. SQLite runs in WAL mode so readers never block the writer.
 
 #include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
 
 #include <cstdint>
 #include <map>
@@ -85,6 +86,27 @@ class Replica {
 
   const schema::Catalog& catalog() const { return catalog_; }
   SQLite::Database& db() { return db_; }
+
+  // A statement of this connection prepared once and kept, reset and unbound, for SQL that runs again and
+  // again (every local edit runs a dozen statements, and parsing them cost about as much as running them).
+  // The handle resets it when it goes. The same SQL asked for again while its handle lives (a recursive
+  // write) gets a statement of its own.
+  class Cached {
+   public:
+    Cached(SQLite::Statement& st, bool* busy);
+    explicit Cached(std::unique_ptr<SQLite::Statement> own);
+    ~Cached();
+    Cached(const Cached&) = delete;
+    Cached& operator=(const Cached&) = delete;
+    SQLite::Statement* operator->() { return st_; }
+    SQLite::Statement& operator*() { return *st_; }
+
+   private:
+    std::unique_ptr<SQLite::Statement> own_;
+    SQLite::Statement* st_;
+    bool* busy_ = nullptr;
+  };
+  Cached cached(const std::string& sql);
 
   // Pull passes ------------------------------------------------------------------------------------------
   // The pass to continue: the interrupted one when it used the same page size, else a new one.
@@ -188,6 +210,11 @@ class Replica {
   SQLite::Database db_;
   struct Statements;
   std::unique_ptr<Statements> st_;
+  struct CacheEntry {
+    std::unique_ptr<SQLite::Statement> statement;
+    bool busy = false;
+  };
+  std::map<std::string, CacheEntry, std::less<>> cache_;
 };
 
 }  // namespace knosc::replica

@@ -1048,7 +1048,8 @@ void Pusher::resolve(std::int64_t id, Resolution how, std::optional<Json> body, 
           }
           const Json request = body.value_or(entry->request.value_or(Json()));
           if (!request.is_null()) req.body = &request;
-          req.now_iso = "";
+          // Stamped as a new edit of the user who made the first one (write_locally gives it the time).
+          req.user_email = replica::local_user_email(rep, entry->local_user);
           auto w = replica::write_locally(rep, req, entry->local_user, now);
           if (const auto* err = std::get_if<replica::EditError>(&w.outcome)) {
             out.error = err->code + ": " + err->message;

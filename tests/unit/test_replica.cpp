@@ -9,6 +9,8 @@
 #include "replica/content_hash.hpp"
 #include "replica/key_slots.hpp"
 #include "replica/migrations.hpp"
+#include "replica/outbox.hpp"
+#include "replica/record_view.hpp"
 #include "replica/replica.hpp"
 #include "tests/unit/temp_dir.hpp"
 
@@ -570,4 +572,58 @@ TEST_CASE("a deletion check does not remove a record that became pending") {
   CHECK(candidate_ids(rep, res).empty());
   rep.clear_pending(res, RecordId{std::int64_t{2}});
   CHECK_FALSE(rep.is_pending(res, RecordId{std::int64_t{2}}));
+}
+
+TEST_CASE("a local edit is stamped with the time of its commit and the email of the user who made it") {
+  // Pusher::resolve retries a rejected edit as a new local edit, without a tool's request around it: the
+  // stamps Knosc would set (`Updated At`, `Created By`) come from the commit's time and the user's cached
+  // profile, never from an empty request field.
+  TempDir dir;
+  Replica rep(dir.file("r.db"), schema::Catalog::builtin(), Replica::Mode::ReadWrite);
+  const auto& sc = schema::Catalog::builtin().at("scenario-analysis");
+  run_pass(rep, sc, {rows_of({Json::parse(R"({"id": 7, "Scenario Name": "Q2", "Scenario Status": "Draft",
+                                     "Created At": "2024-03-01T10:00:00Z", "Updated At": "2024-03-05T14:00:00Z",
+                                     "Created By": "jane.doe@acme.com"})")})},
+           10);
+  {
+    SQLite::Statement ins(
+        rep.db(),
+        "INSERT INTO local_user (username, kdf, iterations, salt, hash, profile, verified_at) "
+        "VALUES ('ana@plant.example', 'pbkdf2-sha256', 1, x'00', x'00', ?1, 0)");
+    ins.bind(1, R"({"User Email": "ana.lopez@plant.example"})");
+    ins.exec();
+  }
+  CHECK(replica::local_user_email(rep, "ana@plant.example") == "ana.lopez@plant.example");
+  CHECK(replica::local_user_email(rep, "nobody@plant.example").empty());
+
+  constexpr std::int64_t kCommit = 1'800'000'000;  // 2027-01-15T08:00:00Z
+  const Json update = {{"Scenario Status", "Active"}};
+  replica::EditRequest put;
+  put.method = "PUT";
+  put.path = {"scenario-analysis", "7"};
+  put.body = &update;
+  put.user_email = replica::local_user_email(rep, "ana@plant.example");
+  auto w = replica::write_locally(rep, put, "ana@plant.example", kCommit);
+  REQUIRE(std::holds_alternative<replica::EditPlan>(w.outcome));
+  auto rec = replica::compose_record(rep, sc, RecordId{std::int64_t{7}});
+  REQUIRE(rec);
+  CHECK(rec->at("Updated At") == "2027-01-15T08:00:00Z");
+  CHECK(rec->at("Created At") == "2024-03-01T10:00:00Z");
+  CHECK(rec->at("Created By") == "jane.doe@acme.com");
+
+  const Json create = {{"Scenario Name", "Q3"}, {"Scenario Status", "Draft"}};
+  replica::EditRequest post;
+  post.method = "POST";
+  post.path = {"scenario-analysis"};
+  post.body = &create;
+  post.user_email = replica::local_user_email(rep, "ana@plant.example");
+  auto c = replica::write_locally(rep, post, "ana@plant.example", kCommit + 60);
+  const auto* plan = std::get_if<replica::EditPlan>(&c.outcome);
+  REQUIRE(plan);
+  auto made = replica::compose_record(rep, sc, plan->id);
+  REQUIRE(made);
+  CHECK(made->at("Created At") == "2027-01-15T08:01:00Z");
+  CHECK(made->at("Updated At") == "2027-01-15T08:01:00Z");
+  CHECK(made->at("Created By") == "ana.lopez@plant.example");
+  CHECK(replica::iso8601_utc(0) == "1970-01-01T00:00:00Z");
 }

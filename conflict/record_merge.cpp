@@ -1,5 +1,6 @@
 #include "conflict/record_merge.hpp"
 
+#include <algorithm>
 #include <initializer_list>
 #include <map>
 #include <utility>
@@ -502,6 +503,25 @@ RecordPlan plan_update(const Json& base, const Json& request, const std::optiona
 
 RecordPlan plan_delete(const Json& base, const std::optional<Json>& remote, const RecordShape& shape) {
   return RecordMerger(base, Json::object(), shape).remove(remote);
+}
+
+EchoCheck discount_late_echoes(const Json& base, const Json& remote, const std::vector<Json>& late,
+                               const RecordShape& shape) {
+  EchoCheck out{remote, {}};
+  if (!remote.is_object() || !base.is_object() || late.empty()) return out;
+  for (const auto& [key, value] : remote.items()) {
+    if (key == shape.id_key || key == shape.lines_key || shape.ignored.count(key)) continue;
+    const auto was = base.find(key);
+    if (was == base.end() || *was == value) continue;  // unchanged, or nothing to put back
+    const bool ours = std::any_of(late.begin(), late.end(), [&](const Json& body) {
+      const auto sent = body.is_object() ? body.find(key) : body.end();
+      return body.is_object() && sent != body.end() && *sent == value;
+    });
+    if (!ours) continue;
+    out.remote[key] = *was;
+    out.repaired.push_back(key);
+  }
+  return out;
 }
 
 std::string_view to_string(Policy p) {

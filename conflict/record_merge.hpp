@@ -94,6 +94,24 @@ RecordPlan plan_update(const Json& base, const Json& request, const std::optiona
 // changed it since base.
 RecordPlan plan_delete(const Json& base, const std::optional<Json>& remote, const RecordShape& shape);
 
+// A late echo of this daemon's own request. A request whose transfer was cut after it went out (no answer;
+// the pusher sent it again later) may still reach Knosc afterwards: a link that held it (a proxy, a VPN that
+// resumes, TCP retransmitting once the route is back) delivers it after later edits of the record landed, and
+// Knosc applies the stale body. A record field then holds, upstream, a value this daemon itself sent, which
+// three-way merge would take for somebody else's change and put before a person (or, untouched by the edit
+// being pushed, leave standing over the later edit).
+//
+// `late` are the bodies of such cut requests for the record (header keys only). A top-level key whose remote
+// value differs from base but equals the value a late body sent for it is this daemon's echo: the returned
+// remote holds base's value there (nobody else changed it), and `repaired` lists the keys whose base value
+// must be sent again to undo the echo. Line sets and keys the shape ignores are left as they are.
+struct EchoCheck {
+  Json remote;
+  std::vector<std::string> repaired;
+};
+EchoCheck discount_late_echoes(const Json& base, const Json& remote, const std::vector<Json>& late,
+                               const RecordShape& shape);
+
 std::string_view to_string(Policy p);
 std::string_view to_string(Decision d);
 std::string_view to_string(Settlement s);

@@ -136,6 +136,37 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
   // one list starts a few passes rather than one per edit (the record itself is read back at once).
   static constexpr std::chrono::seconds kPullAfterPushEvery{10};
   std::map<std::string, std::chrono::steady_clock::time_point> last_pull_after_push;
+  // Bodies of PUTs whose transfer was cut after they went out, by record, for an hour: a link may deliver
+  // them late, after later edits landed (conflict::discount_late_echoes). In memory: a restart forgets them.
+  static constexpr std::chrono::hours kLateEchoFor{1};
+  static constexpr std::size_t kLateEchoesPerRecord = 8;
+  struct Late {
+    std::chrono::steady_clock::time_point at;
+    Json body;
+  };
+  std::map<std::pair<std::string, std::string>, std::deque<Late>> late_bodies;
+
+  void remember_cut(const OutboxEntry& e, const std::string& body) {
+    auto parsed = Json::parse(body, nullptr, false);
+    if (!parsed.is_object()) return;
+    auto& list = late_bodies[{e.resource, replica::to_string(e.record_id)}];
+    list.push_back({std::chrono::steady_clock::now(), std::move(parsed)});
+    while (list.size() > kLateEchoesPerRecord)
+      list.pop_front();
+  }
+
+  std::vector<Json> late_for(const OutboxEntry& e) {
+    const auto now = std::chrono::steady_clock::now();
+    for (auto it = late_bodies.begin(); it != late_bodies.end();) {
+      std::erase_if(it->second, [&](const Late& l) { return now - l.at > kLateEchoFor; });
+      it = it->second.empty() ? late_bodies.erase(it) : std::next(it);
+    }
+    std::vector<Json> out;
+    if (auto it = late_bodies.find({e.resource, replica::to_string(e.record_id)}); it != late_bodies.end())
+      for (const auto& l : it->second)
+        out.push_back(l.body);
+    return out;
+  }
   std::set<std::string> pulls_wanted;
 
   Impl(uv_loop_t* l, UpstreamSession& s, replica::ReplicaWriter& w, LoopInbox& i, const schema::Catalog& c,
@@ -515,9 +546,23 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
         return handle_failure(entry, f.result, false);
       const auto shape = push_shape(catalog, res);
       const Json base = entry.base.value_or(Json::object());
-      const Json request = entry.request.value_or(Json::object());
+      Json request = entry.request.value_or(Json::object());
       std::optional<Json> remote;
       if (f.disposition == Disposition::Success) remote = std::move(f.record);
+      // A late delivery of one of our own cut requests is not somebody else's change: base's value, which a
+      // later edit of ours had set, goes back.
+      if (remote && request.is_object())
+        if (const auto late = late_for(entry); !late.empty()) {
+          auto echo = conflict::discount_late_echoes(base, *remote, late, shape);
+          for (const auto& key : echo.repaired) {
+            spdlog::warn(
+                "push: {} {} holds a value this daemon sent earlier for \"{}\" in a request that reached "
+                "Knosc late; the later value is sent again",
+                res.name, id, key);
+            if (!request.contains(key)) request[key] = base[key];
+          }
+          remote = std::move(echo.remote);
+        }
       auto plan = conflict::plan_update(base, request, remote, shape);
       switch (plan.decision) {
         case conflict::Decision::NothingToSend:
@@ -570,7 +615,7 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
   void send(const OutboxEntry& e, const std::string& method, const std::string& path,
             const std::string& body) {
     const auto seq = e.seq;
-    upstream.call(method, path, body, [this, seq](ApiResult r) {
+    upstream.call(method, path, body, [this, seq, method, body](ApiResult r) {
       auto it = entries.find(seq);
       if (it == entries.end()) return settle(seq);
       if (r.ok()) {
@@ -580,6 +625,8 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
       // A DELETE answered NotFound: someone else deleted it first, which is what the edit wanted. A tool
       // waiting for it hears Knosc's own answer.
       const auto* res = resource_of(it->second);
+      if (method == "PUT" && r.kind == ApiResult::Kind::Transport && r.response.maybe_delivered)
+        remember_cut(it->second, body);
       if (it->second.method == "DELETE" && res &&
           classify(r.kind, r.status, r.code, res->not_found_code) == Disposition::NotFound) {
         answers[seq].response = r.response;

@@ -732,3 +732,65 @@ TEST_CASE("plan_delete: local delete against Knosc's record", "[conflict][record
     CHECK(plan.body.is_null());
   }
 }
+
+TEST_CASE("discount_late_echoes: a late delivery of our own cut request is not somebody else's change",
+          "[conflict][record_merge]") {
+  RecordShape item;
+  item.ignored = {"Unit Name"};
+  // Base: what the loopback showed before the edit being pushed (our later edit set "v2").
+  const Json base = J(R"({"id": 9, "Item Description": "v2", "Item Status": "Active", "Unit Name": "Each"})");
+  struct Row {
+    const char* name;
+    const char* remote;
+    std::vector<Json> late;
+    const char* want_remote;
+    std::vector<std::string> repaired;
+  };
+  const std::vector<Row> rows = {
+      {"no cut request: remote stands",
+       R"({"id": 9, "Item Description": "v1", "Item Status": "Active"})",
+       {},
+       R"({"id": 9, "Item Description": "v1", "Item Status": "Active"})",
+       {}},
+      {"remote holds the value a cut request sent: ours, base goes back",
+       R"({"id": 9, "Item Description": "v1", "Item Status": "Active"})",
+       {J(R"({"Item Description": "v1"})")},
+       R"({"id": 9, "Item Description": "v2", "Item Status": "Active"})",
+       {"Item Description"}},
+      {"remote holds another value: somebody else's change stands",
+       R"({"id": 9, "Item Description": "theirs", "Item Status": "Active"})",
+       {J(R"({"Item Description": "v1"})")},
+       R"({"id": 9, "Item Description": "theirs", "Item Status": "Active"})",
+       {}},
+      {"remote equals base: nothing to repair",
+       R"({"id": 9, "Item Description": "v2", "Item Status": "Active"})",
+       {J(R"({"Item Description": "v2"})")},
+       R"({"id": 9, "Item Description": "v2", "Item Status": "Active"})",
+       {}},
+      {"only the keys the cut request sent count",
+       R"({"id": 9, "Item Description": "v1", "Item Status": "Inactive"})",
+       {J(R"({"Item Description": "v1"})"), J(R"({"Item Description": "v0"})")},
+       R"({"id": 9, "Item Description": "v2", "Item Status": "Inactive"})",
+       {"Item Description"}},
+      {"keys the shape ignores and the id are never repaired",
+       R"({"id": 10, "Item Description": "v2", "Item Status": "Active", "Unit Name": "Box"})",
+       {J(R"({"id": 10, "Unit Name": "Box"})")},
+       R"({"id": 10, "Item Description": "v2", "Item Status": "Active", "Unit Name": "Box"})",
+       {}},
+  };
+  for (const auto& r : rows) {
+    INFO(r.name);
+    const auto out = discount_late_echoes(base, J(r.remote), r.late, item);
+    CHECK(out.remote == J(r.want_remote));
+    CHECK(out.repaired == r.repaired);
+  }
+
+  // Carried through the merge: the edit being pushed changes another key; the repaired key goes back with it
+  // instead of a conflict (without the check, both sides "changed" the description: a person would decide).
+  const Json request = J(R"({"Item Description": "v3"})");
+  const Json remote =
+      J(R"({"id": 9, "Item Description": "v1", "Item Status": "Active", "Unit Name": "Each"})");
+  CHECK(plan_update(base, request, remote, item).decision == Decision::NeedsPerson);
+  const auto echo = discount_late_echoes(base, remote, {J(R"({"Item Description": "v1"})")}, item);
+  CHECK(plan_update(base, request, echo.remote, item).decision == Decision::Send);
+}

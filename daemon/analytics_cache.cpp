@@ -10,6 +10,7 @@
 
 #include "daemon/jobs.hpp"
 #include "daemon/upstream_answer.hpp"
+#include "replica/clock.hpp"
 #include "sync/retry_policy.hpp"
 
 namespace knosc::daemon {
@@ -18,9 +19,7 @@ using OJson = nlohmann::ordered_json;
 
 namespace {
 
-std::int64_t unix_now() {
-  return static_cast<std::int64_t>(std::time(nullptr));
-}
+using replica::unix_now;
 
 std::string percent_encode(std::string_view s) {
   std::string out;

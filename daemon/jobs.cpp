@@ -17,6 +17,7 @@
 #include "daemon/status_report.hpp"
 #include "daemon/upload_rows.hpp"
 #include "daemon/upstream_answer.hpp"
+#include "replica/clock.hpp"
 #include "replica/record_lookup.hpp"
 
 namespace knosc::daemon {
@@ -33,9 +34,7 @@ constexpr std::uint64_t kTickMs = 500;
 // Finished jobs stay answerable to polls (and their rows in the table) this long.
 constexpr std::int64_t kKeepFinishedSeconds = 90LL * 24 * 3600;
 
-std::int64_t unix_now() {
-  return static_cast<std::int64_t>(std::time(nullptr));
-}
+using replica::unix_now;
 
 bool iends_with(std::string_view s, std::string_view suffix) {
   if (s.size() < suffix.size()) return false;

@@ -20,6 +20,7 @@
 #include "daemon/status_report.hpp"
 #include "daemon/upstream_answer.hpp"
 #include "daemon/xlsx_export.hpp"
+#include "replica/clock.hpp"
 #include "replica/id_sql.hpp"
 #include "replica/list_query.hpp"
 #include "replica/outbox.hpp"
@@ -32,9 +33,7 @@ namespace {
 
 using OJson = nlohmann::ordered_json;
 
-std::int64_t unix_now() {
-  return static_cast<std::int64_t>(std::time(nullptr));
-}
+using replica::unix_now;
 
 HttpResponse json_response(int status, const OJson& body) {
   return HttpResponse::json(status, body.dump());

@@ -17,6 +17,7 @@
 #include "daemon/local_auth.hpp"
 #include "daemon/loopback.hpp"
 #include "daemon/replica_readers.hpp"
+#include "replica/clock.hpp"
 #include "replica/migrations.hpp"
 #include "replica/writer.hpp"
 #include "sync/http_client.hpp"
@@ -57,9 +58,7 @@ bool StateDirLock::held_by_someone(const std::string& lock_path) {
 
 namespace {
 
-std::int64_t unix_now() {
-  return static_cast<std::int64_t>(std::time(nullptr));
-}
+using replica::unix_now;
 
 // Everything the loop thread owns while the daemon runs.
 struct Runtime {

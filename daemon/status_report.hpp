@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "daemon/local_auth.hpp"
-#include "replica/local_edit.hpp"
+#include "replica/clock.hpp"
 #include "replica/replica.hpp"
 #include "sync/link_state.hpp"
 

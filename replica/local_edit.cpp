@@ -27,15 +27,6 @@
 #include "replica/python_text.hpp"
 
 namespace knosc::replica {
-
-std::string iso8601_utc(std::int64_t unix_seconds) {
-  const auto t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 namespace {
 
 using schema::Catalog;

@@ -92,10 +92,6 @@ struct EditRequest {
   std::string user_email;         // the local user, for keys Knosc fills from the caller (note Author Email)
 };
 
-// A time as Knosc stamps it (`Created At`, `Updated At`): ISO 8601, UTC, whole seconds, e.g.
-// "2024-03-05T14:00:00Z".
-std::string iso8601_utc(std::int64_t unix_seconds);
-
 // Issue-tracker notes as a resource of their own for local ids and the outbox; they are not a catalog
 // resource (the replica keeps them inside their ticket, under "Notes").
 const schema::Resource& note_resource();

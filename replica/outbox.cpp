@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "replica/clock.hpp"
 #include "replica/content_hash.hpp"
 #include "replica/id_sql.hpp"
 #include "replica/record_lookup.hpp"
@@ -330,15 +331,6 @@ std::optional<OutboxEntry> outbox_entry(Replica& rep, std::int64_t seq) {
   return entry_from(q);
 }
 
-std::vector<std::pair<std::string, std::int64_t>> outbox_counts(Replica& rep) {
-  std::vector<std::pair<std::string, std::int64_t>> out;
-  auto q_cached = rep.cached("SELECT state, COUNT(*) FROM outbox GROUP BY state ORDER BY state");
-  SQLite::Statement& q = *q_cached;
-  while (q.executeStep())
-    out.emplace_back(q.getColumn(0).getString(), q.getColumn(1).getInt64());
-  return out;
-}
-
 Json guard_create(Replica& rep, std::int64_t seq, const std::string& reporter_email, std::int64_t now) {
   auto entry = outbox_entry(rep, seq);
   if (!entry) throw std::invalid_argument("guard_create: no outbox entry " + std::to_string(seq));
@@ -638,15 +630,6 @@ std::vector<std::pair<std::string, RecordId>> drop_entry(Replica& rep, std::int6
     rep.clear_pending(rep.catalog().at(name), id);
   tx.release();
   return released;
-}
-
-std::optional<Json> pending_upstream(Replica& rep, const schema::Resource& res, const RecordId& id) {
-  auto q_cached = rep.cached("SELECT upstream_body FROM pending_record WHERE resource = ?1 AND id = ?2");
-  SQLite::Statement& q = *q_cached;
-  q.bind(1, res.name);
-  bind_id(q, 2, id);
-  if (!q.executeStep() || q.getColumn(0).isNull()) return std::nullopt;
-  return Json::parse(q.getColumn(0).getString());
 }
 
 std::optional<RecordId> server_id_of(Replica& rep, const schema::Resource& res, std::int64_t local_id) {

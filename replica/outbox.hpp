@@ -69,8 +69,6 @@ struct OutboxEntry {
 // `limit`.
 std::vector<OutboxEntry> open_entries(Replica& rep, std::int64_t after_seq, std::size_t limit);
 std::optional<OutboxEntry> outbox_entry(Replica& rep, std::int64_t seq);
-// Counts of entries by state.
-std::vector<std::pair<std::string, std::int64_t>> outbox_counts(Replica& rep);
 
 // Before a create's first attempt: records when it was sent and which rows the replica holds that match it
 // already (by business key; tickets: the reporter's), which therefore cannot be what a lost answer created.
@@ -126,8 +124,6 @@ std::vector<std::pair<std::string, RecordId>> drop_entry(Replica& rep, std::int6
                                                          const std::string& resolution,
                                                          const std::string& user, std::int64_t now);
 
-// Upstream's version of a pending record as the last pass listed it (nullopt when never seen).
-std::optional<Json> pending_upstream(Replica& rep, const schema::Resource& res, const RecordId& id);
 // The server id a local id became, if it has landed.
 std::optional<RecordId> server_id_of(Replica& rep, const schema::Resource& res, std::int64_t local_id);
 

@@ -65,11 +65,6 @@ std::string to_string(const RecordId& id) {
   return std::get<std::string>(id);
 }
 
-nlohmann::json to_json(const RecordId& id) {
-  if (const auto* i = std::get_if<std::int64_t>(&id)) return *i;
-  return std::get<std::string>(id);
-}
-
 bool upstream_id_less(const RecordId& a, const RecordId& b) {
   if (a.index() != b.index()) return a.index() < b.index();  // integers first
   if (const auto* i = std::get_if<std::int64_t>(&a)) return *i < std::get<std::int64_t>(b);

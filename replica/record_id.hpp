@@ -15,7 +15,6 @@ using RecordId = std::variant<std::int64_t, std::string>;
 std::optional<RecordId> record_id_from_json(const nlohmann::ordered_json& v);
 std::optional<RecordId> record_id_from_json(const nlohmann::json& v);
 std::string to_string(const RecordId& id);  // as used in a URL path segment
-nlohmann::json to_json(const RecordId& id);
 
 // The order of Knosc's lists sorted by id, which pull passes page through: integers numerically, before
 // strings; strings in natural order, where a run of digits compares by its numeric value and any other byte

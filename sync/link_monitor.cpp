@@ -5,13 +5,13 @@
 #include <ctime>
 #include <vector>
 
+#include "replica/clock.hpp"
+
 namespace knosc::sync {
 
 namespace {
 
-std::int64_t unix_now() {
-  return static_cast<std::int64_t>(std::time(nullptr));
-}
+using replica::unix_now;
 
 TransportFailure failure_of(const HttpResponse& r) {
   return classify_transport(r.curl_code, r.os_errno, r.connected, r.bytes_received);

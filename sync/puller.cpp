@@ -7,15 +7,14 @@
 #include <algorithm>
 #include <ctime>
 
+#include "replica/clock.hpp"
 #include "replica/list_page.hpp"
 #include "sync/link_state.hpp"
 
 namespace knosc::sync {
 namespace {
 
-std::int64_t unix_now() {
-  return static_cast<std::int64_t>(std::time(nullptr));
-}
+using replica::unix_now;
 
 std::string url_encode(const std::string& s) {
   char* e = curl_easy_escape(nullptr, s.c_str(), static_cast<int>(s.size()));

@@ -10,6 +10,7 @@
 #include "conflict/create_match.hpp"
 #include "conflict/push_order.hpp"
 #include "conflict/record_merge.hpp"
+#include "replica/clock.hpp"
 #include "replica/outbox.hpp"
 #include "replica/record_view.hpp"
 #include "sync/link_state.hpp"
@@ -24,10 +25,7 @@ using replica::OutboxEntry;
 using replica::RecordId;
 using Released = std::vector<std::pair<std::string, RecordId>>;
 
-std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using replica::unix_now;
 
 conflict::TimePoint from_unix(std::int64_t t) {
   return conflict::TimePoint(std::chrono::seconds(t));
@@ -1151,7 +1149,7 @@ void Pusher::resolve(std::int64_t id, Resolution how, std::optional<Json> body, 
           path = res->route();
           base = Json();
         }
-        if (c->kind == "create-unknown" || c->kind == "create-ambiguous") base = Json();
+        if (c->kind == "create-unknown") base = Json();
         replica::requeue_entry(rep, c->outbox_seq, op, method, path, request, base,
                                how == Resolution::Merged ? "merged" : "keep-local", user, now);
         out.entry = replica::outbox_entry(rep, c->outbox_seq);

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <random>
 
+#include "replica/clock.hpp"
 #include "replica/content_hash.hpp"
 #include "replica/key_slots.hpp"
 #include "replica/migrations.hpp"

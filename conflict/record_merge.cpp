@@ -509,7 +509,11 @@ EchoCheck discount_late_echoes(const Json& base, const Json& remote, const std::
                                const RecordShape& shape) {
   EchoCheck out{remote, {}};
   if (!remote.is_object() || !base.is_object() || late.empty()) return out;
-  for (const auto& [key, value] : remote.items()) {
+  for (const auto& item : remote.items()) {
+    // Named copies rather than a structured binding: the lambda below uses them (clang before 16 cannot
+    // capture a binding).
+    const std::string& key = item.key();
+    const Json& value = item.value();
     if (key == shape.id_key || key == shape.lines_key || shape.ignored.count(key)) continue;
     const auto was = base.find(key);
     if (was == base.end() || *was == value) continue;  // unchanged, or nothing to put back

@@ -83,7 +83,7 @@ int cmd_conflicts(const Config& config, bool as_json) {
     }
     out["rejected"] = Json::array();
     for (const auto& e : replica::open_entries(rep, 0, 100000)) {
-      if (e.state != "rejected") continue;
+      if (e.state != replica::OutboxState::Rejected) continue;
       Json j;
       j["seq"] = e.seq;
       j["resource"] = e.resource;

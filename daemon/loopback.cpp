@@ -824,7 +824,7 @@ struct LoopbackApi::Impl {
             j["path"] = e.path;
             j["local_user"] = e.local_user;
             j["created_at"] = iso8601_utc(e.created_at);
-            j["state"] = e.state;
+            j["state"] = replica::to_string(e.state);
             j["attempts"] = e.attempts;
             // Knosc's refusal of a rejected entry is kept as its JSON error.
             OJson err;

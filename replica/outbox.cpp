@@ -49,14 +49,14 @@ std::vector<std::pair<std::string, RecordId>> released_records(Replica& rep, std
   return out;
 }
 
-void set_state(Replica& rep, std::int64_t seq, const std::string& state,
-               const std::optional<std::string>& error, std::int64_t now) {
+void set_state(Replica& rep, std::int64_t seq, OutboxState state, const std::optional<std::string>& error,
+               std::int64_t now) {
   auto up_cached = rep.cached(
       "UPDATE outbox SET state = ?2, last_error = COALESCE(?3, last_error), done_at = ?4, "
       "next_attempt_at = NULL WHERE seq = ?1");
   SQLite::Statement& up = *up_cached;
   up.bind(1, seq);
-  up.bind(2, state);
+  up.bind(2, std::string(to_string(state)));
   if (error) {
     up.bind(3, *error);
   } else {
@@ -67,6 +67,31 @@ void set_state(Replica& rep, std::int64_t seq, const std::string& state,
 }
 
 }  // namespace
+
+std::string_view to_string(OutboxState s) {
+  switch (s) {
+    case OutboxState::Queued:
+      return "queued";
+    case OutboxState::Conflict:
+      return "conflict";
+    case OutboxState::Rejected:
+      return "rejected";
+    case OutboxState::Refused:
+      return "refused";
+    case OutboxState::Done:
+      return "done";
+    case OutboxState::Dropped:
+      return "dropped";
+  }
+  return "rejected";
+}
+
+std::optional<OutboxState> outbox_state_from(std::string_view text) {
+  for (auto s : {OutboxState::Queued, OutboxState::Conflict, OutboxState::Rejected, OutboxState::Refused,
+                 OutboxState::Done, OutboxState::Dropped})
+    if (to_string(s) == text) return s;
+  return std::nullopt;
+}
 
 bool is_local_id(const RecordId& id) {
   if (const auto* i = std::get_if<std::int64_t>(&id)) return *i < 0;
@@ -286,7 +311,8 @@ OutboxEntry entry_from(SQLite::Statement& q) {
   if (!q.getColumn(7).isNull()) e.base = parse_optional(q.getColumn(7));
   e.local_user = q.getColumn(8).getString();
   e.created_at = q.getColumn(9).getInt64();
-  e.state = q.getColumn(10).getString();
+  // A state no build writes (a replica edited by hand) is shown as a refusal for a person, never pushed.
+  e.state = outbox_state_from(q.getColumn(10).getString()).value_or(OutboxState::Rejected);
   e.attempts = q.getColumn(11).getInt();
   if (!q.getColumn(12).isNull()) e.next_attempt_at = q.getColumn(12).getInt64();
   if (!q.getColumn(13).isNull()) e.last_error = q.getColumn(13).getString();
@@ -491,7 +517,7 @@ void remap_local_id(Replica& rep, const schema::Resource& res, const RecordId& l
 std::vector<std::pair<std::string, RecordId>> complete_entry(Replica& rep, std::int64_t seq,
                                                              std::int64_t now) {
   Savepoint tx(rep.db());
-  set_state(rep, seq, "done", std::nullopt, now);
+  set_state(rep, seq, OutboxState::Done, std::nullopt, now);
   auto released = released_records(rep, seq);
   for (const auto& [name, id] : released)
     rep.clear_pending(rep.catalog().at(name), id);
@@ -503,7 +529,7 @@ std::vector<std::pair<std::string, RecordId>> reject_entry(Replica& rep, std::in
                                                            const std::string& error, std::int64_t now,
                                                            bool heard) {
   Savepoint tx(rep.db());
-  set_state(rep, seq, heard ? "refused" : "rejected", error, now);
+  set_state(rep, seq, heard ? OutboxState::Refused : OutboxState::Rejected, error, now);
   auto released = released_records(rep, seq);
   for (const auto& [name, id] : released)
     rep.clear_pending(rep.catalog().at(name), id);
@@ -624,7 +650,7 @@ std::vector<std::pair<std::string, RecordId>> drop_entry(Replica& rep, std::int6
                                                          const std::string& user, std::int64_t now) {
   Savepoint tx(rep.db());
   settle_conflict(rep, seq, resolution, user, now);
-  set_state(rep, seq, "dropped", std::nullopt, now);
+  set_state(rep, seq, OutboxState::Dropped, std::nullopt, now);
   auto released = released_records(rep, seq);
   for (const auto& [name, id] : released)
     rep.clear_pending(rep.catalog().at(name), id);

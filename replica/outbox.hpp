@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -43,8 +44,21 @@ bool is_local_id(const RecordId& id);
 // The next local id of `res` (see LocalIdAllocator); part of the caller's transaction.
 RecordId allocate_local_id(Replica& rep, const schema::Resource& res);
 
-// Outbox entry states: queued (waiting or retrying), rejected (Knosc refused it for good; the local change
-// was reverted), conflict (waits for a person), done.
+// Where an outbox entry stands. Stored as text in outbox.state (the names below), so a replica reads the same
+// whichever build wrote it.
+enum class OutboxState {
+  Queued,    // waiting or retrying
+  Conflict,  // waits for a person (a conflict record names it)
+  Rejected,  // Knosc refused it and nobody has seen the refusal yet: the local change was undone, kept for a
+             // person
+  Refused,   // Knosc refused it and the tool that made it was given the refusal: closed
+  Done,      // landed (or Knosc already held its result)
+  Dropped,   // a person gave it up
+};
+std::string_view to_string(OutboxState s);
+// The state stored as `text`; nullopt for a name no build writes.
+std::optional<OutboxState> outbox_state_from(std::string_view text);
+
 struct OutboxEntry {
   std::int64_t seq = 0;
   std::string resource;
@@ -54,7 +68,7 @@ struct OutboxEntry {
   std::optional<Json> base;
   std::string local_user;
   std::int64_t created_at = 0;
-  std::string state;
+  OutboxState state = OutboxState::Queued;
   int attempts = 0;
   std::optional<std::int64_t> next_attempt_at;
   std::optional<std::string> last_error;

@@ -230,7 +230,7 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
   std::size_t waiting() const {
     std::size_t n = 0;
     for (const auto& [seq, e] : entries)
-      if (e.state == "queued") ++n;
+      if (e.state == replica::OutboxState::Queued) ++n;
     return n;
   }
 
@@ -308,9 +308,9 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
           if (auto c = creates.find(std::to_string(need)); c != creates.end())
             it.local_refs.push_back(c->second);
         it.not_before = from_unix(e.next_attempt_at.value_or(0));
-        it.state = e.state == "queued"     ? conflict::EntryState::Queued
-                   : e.state == "conflict" ? conflict::EntryState::Conflict
-                                           : conflict::EntryState::Rejected;
+        it.state = e.state == replica::OutboxState::Queued     ? conflict::EntryState::Queued
+                   : e.state == replica::OutboxState::Conflict ? conflict::EntryState::Conflict
+                                                               : conflict::EntryState::Rejected;
         items.push_back(std::move(it));
       }
       auto choice = conflict::choose_sends(items, in_flight, limit, now);
@@ -801,7 +801,7 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
             if (heard && released) {
               entries.erase(it);
             } else {
-              it->second.state = "rejected";
+              it->second.state = replica::OutboxState::Rejected;
               it->second.last_error = error;
             }
           }
@@ -825,7 +825,7 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
         [this, seq, kind, fields, resource = e.resource, record = replica::to_string(e.record_id),
          user = e.local_user](std::optional<std::int64_t> id) {
           if (auto it = entries.find(seq); it != entries.end() && id) {
-            it->second.state = "conflict";
+            it->second.state = replica::OutboxState::Conflict;
             it->second.conflict_id = *id;
           }
           // A waiting tool gets the pending answer at once, naming the conflict.
@@ -1033,7 +1033,7 @@ void Pusher::link_returned() {
   const auto now = unix_now();
   // In memory only: the entry's next attempt records its own outcome and next time.
   for (auto& [seq, e] : d.entries) {
-    if (e.state != "queued" || !e.next_attempt_at || *e.next_attempt_at <= now) continue;
+    if (e.state != replica::OutboxState::Queued || !e.next_attempt_at || *e.next_attempt_at <= now) continue;
     std::optional<std::chrono::milliseconds> server_left;
     if (auto it = d.server_not_before.find(seq); it != d.server_not_before.end())
       server_left = seconds(it->second - now);
@@ -1071,7 +1071,7 @@ void Pusher::resolve(std::int64_t id, Resolution how, std::optional<Json> body, 
         const auto now = unix_now();
         if (how == Resolution::Retry || how == Resolution::Drop) {
           auto entry = replica::outbox_entry(rep, id);
-          if (!entry || entry->state != "rejected") {
+          if (!entry || entry->state != replica::OutboxState::Rejected) {
             out.error = "outbox entry " + std::to_string(id) + " is not a rejected edit";
             return out;
           }
@@ -1175,9 +1175,9 @@ PushStatus Pusher::status() const {
   const auto& d = *impl_;
   PushStatus s;
   for (const auto& [seq, e] : d.entries) {
-    if (e.state == "queued") ++s.queued;
-    if (e.state == "conflict") ++s.conflicts;
-    if (e.state == "rejected") ++s.rejected;
+    if (e.state == replica::OutboxState::Queued) ++s.queued;
+    if (e.state == replica::OutboxState::Conflict) ++s.conflicts;
+    if (e.state == replica::OutboxState::Rejected) ++s.rejected;
   }
   s.in_flight = static_cast<std::int64_t>(d.in_flight.size());
   s.pushed = d.pushed;

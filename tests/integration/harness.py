@@ -42,6 +42,30 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
         time.sleep(interval)
 
 
+class Tool(requests.Session):
+    """A client as Knosc's docs show one: cookies kept, X-XSRF-TOKEN from csrf_access_token on writes."""
+
+    def request(self, method, url, **kw):
+        if method.upper() in ("POST", "PUT", "PATCH", "DELETE") and "csrf_access_token" in self.cookies:
+            kw.setdefault("headers", {})
+            kw["headers"].setdefault("X-XSRF-TOKEN", self.cookies.get("csrf_access_token"))
+        return super().request(method, url, timeout=kw.pop("timeout", 20), **kw)
+
+
+def login(base: str, username: str, password: str) -> tuple[Tool, requests.Response]:
+    """Logs in through the loopback at `base` (…/api); the tool and the login's answer, whatever it was."""
+    t = Tool()
+    r = t.post(base + "/authenticate", json={"username": username, "password": password})
+    return t, r
+
+
+def logged_in(base: str, username: str, password: str) -> Tool:
+    """A tool logged in through the loopback; the login must succeed."""
+    t, r = login(base, username, password)
+    assert r.status_code == 200, r.text
+    return t
+
+
 class Sim:
     """A knosc-sim process with its Knosc URL and control API."""
 

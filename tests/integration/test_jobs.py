@@ -10,26 +10,9 @@ import json
 import re
 
 import pytest
-import requests
 
-from harness import Daemon, Sim, wait_until
-
-
-class Tool(requests.Session):
-    """A client as Knosc's docs show one: cookies kept, X-XSRF-TOKEN from csrf_access_token on writes."""
-
-    def request(self, method, url, **kw):
-        if method.upper() in ("POST", "PUT", "PATCH", "DELETE") and "csrf_access_token" in self.cookies:
-            kw.setdefault("headers", {})
-            kw["headers"].setdefault("X-XSRF-TOKEN", self.cookies.get("csrf_access_token"))
-        return super().request(method, url, timeout=kw.pop("timeout", 20), **kw)
-
-
-def login(base: str, username: str, password: str) -> Tool:
-    t = Tool()
-    r = t.post(base + "/authenticate", json={"username": username, "password": password})
-    assert r.status_code == 200, r.text
-    return t
+from harness import Daemon, Sim, Tool, wait_until
+from harness import logged_in as login
 
 
 def csv_bytes(header, rows) -> bytes:

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 import pytest
 
 from harness import Daemon, Sim, wait_until
-from test_loopback import login
+from harness import login
 from test_offline_edits import outbox, syncd, upstream_record
 
 OFFLINE_WITHIN = 10.0  # a hang is reported offline this soon after it begins

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from harness import Daemon, Sim, wait_until
-from test_loopback import Tool, login
+from harness import Tool, login
 
 WAIT_MS = 1000
 BOUND = (WAIT_MS + 300) / 1000.0  # every answer below must come within the wait plus 300 ms

@@ -4,28 +4,11 @@ routes. Byte-for-byte parity with Knosc for every route is in test_parity.py."""
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 import requests
 
-from harness import Daemon, Sim, wait_until
-
-
-class Tool(requests.Session):
-    """A client as Knosc's docs show one: cookies kept, X-XSRF-TOKEN from csrf_access_token on writes."""
-
-    def request(self, method, url, **kw):
-        if method.upper() in ("POST", "PUT", "PATCH", "DELETE") and "csrf_access_token" in self.cookies:
-            kw.setdefault("headers", {})
-            kw["headers"].setdefault("X-XSRF-TOKEN", self.cookies.get("csrf_access_token"))
-        return super().request(method, url, timeout=kw.pop("timeout", 20), **kw)
-
-
-def login(base: str, username: str, password: str) -> tuple[Tool, requests.Response]:
-    t = Tool()
-    r = t.post(base + "/authenticate", json={"username": username, "password": password})
-    return t, r
+from harness import Daemon, Sim, login, wait_until
 
 
 @pytest.fixture(scope="module")

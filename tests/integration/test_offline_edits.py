@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from harness import DAEMON_EXE, Daemon, Sim, wait_until
-from test_loopback import Tool, login
+from harness import Tool, login
 
 
 @pytest.fixture()

@@ -15,7 +15,7 @@ import requests
 
 from harness import DAEMON_EXE, Daemon, Sim, wait_until
 from test_login_bound import set_loopback_keys
-from test_loopback import login
+from harness import login
 
 TTL = 20  # offline_login_ttl_seconds: 80 % of it passes 16 s after a login
 TOTP_SECRET = "JBSWY3DPEHPK3PXP"  # knosc-sim's twofa@acme.example

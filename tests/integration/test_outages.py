@@ -39,7 +39,7 @@ import requests
 
 from harness import Daemon, Sim, wait_until
 from mirror_check import differences
-from test_loopback import Tool, login
+from harness import Tool, login
 from test_offline_edits import outbox, upstream_record
 
 WRITE_WAIT = 1.5  # [loopback] write_wait_ms, the daemon's default

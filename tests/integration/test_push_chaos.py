@@ -18,7 +18,7 @@ import pytest
 
 from harness import Daemon, Sim, wait_until
 from mirror_check import differences
-from test_loopback import login
+from harness import login
 from test_offline_edits import conflicts, offline, other_writer, outbox, syncd, upstream_record
 
 EDITS = 1000

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from harness import Daemon, Sim, wait_until
-from test_loopback import Tool, login
+from harness import Tool, login
 
 
 @pytest.fixture(scope="module")

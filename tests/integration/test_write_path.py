@@ -4,13 +4,12 @@ else with the pending answer. Nothing is ever answered "may or may not have been
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 
 from harness import Daemon, Sim, wait_until
-from test_loopback import login
+from harness import login
 from test_offline_edits import find, other_writer, outbox, syncd, upstream_record
 
 WAIT_MS = 1500

@@ -628,3 +628,17 @@ TEST_CASE("a local edit is stamped with the time of its commit and the email of 
   CHECK(made->at("Created By") == "ana.lopez@plant.example");
   CHECK(replica::iso8601_utc(0) == "1970-01-01T00:00:00Z");
 }
+
+TEST_CASE("outbox states: stored names round-trip, unknown names are not taken for a state") {
+  using replica::OutboxState;
+  for (auto s : {OutboxState::Queued, OutboxState::Conflict, OutboxState::Rejected, OutboxState::Refused,
+                 OutboxState::Done, OutboxState::Dropped}) {
+    INFO(replica::to_string(s));
+    CHECK(replica::outbox_state_from(replica::to_string(s)) == s);
+  }
+  // The names earlier builds wrote, which replicas on disk hold.
+  CHECK(replica::outbox_state_from("queued") == OutboxState::Queued);
+  CHECK(replica::outbox_state_from("done") == OutboxState::Done);
+  CHECK_FALSE(replica::outbox_state_from("sending"));
+  CHECK_FALSE(replica::outbox_state_from("Queued"));
+}

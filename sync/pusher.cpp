@@ -131,7 +131,8 @@ struct Pusher::Impl : std::enable_shared_from_this<Pusher::Impl> {
   std::map<std::int64_t, Answer> answers;
   // A landed change may change what other rows show (a supplier's name in its orders, a header's totals):
   // its resource gets a pass, but at most one every kPullAfterPushEvery, so draining thousands of edits of
-  // one list starts a few passes rather than one per edit (the record itself is read back at once).
+  // one list starts a few passes rather than one per edit (a record a tool waits for is also read back at
+  // once; the others come with that pass).
   static constexpr std::chrono::seconds kPullAfterPushEvery{10};
   std::map<std::string, std::chrono::steady_clock::time_point> last_pull_after_push;
   // Bodies of PUTs whose transfer was cut after they went out, by record, for an hour: a link may deliver
